@@ -1,0 +1,66 @@
+"""The section catalogue, read from ``schemas/sections.yaml``.
+
+Sections are data: code asks the catalogue whether a name is a section and whether it is
+sensitive instead of hard-coding lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+
+import yaml
+
+
+class Action(StrEnum):
+    """What a provider may do with a section (the second half of a scope)."""
+
+    CONTRIBUTE = "contribute"
+    READ = "read"
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    name: str
+    sensitive: bool
+    description: str
+
+
+@cache
+def catalogue() -> dict[str, Section]:
+    raw = yaml.safe_load(resources.files("schemas").joinpath("sections.yaml").read_text("utf-8"))
+    return {
+        name: Section(name=name, sensitive=bool(spec["sensitive"]), description=spec["description"])
+        for name, spec in raw["sections"].items()
+    }
+
+
+class UnknownSection(ValueError):
+    pass
+
+
+def get_section(name: str) -> Section:
+    try:
+        return catalogue()[name]
+    except KeyError:
+        known = ", ".join(sorted(catalogue()))
+        raise UnknownSection(f"unknown section {name!r}; known sections: {known}") from None
+
+
+def scope_for(section: str, action: Action) -> str:
+    """OAuth scope string for a section and action, e.g. ``badges:read``."""
+    return f"{section}:{action.value}"
+
+
+def all_scopes() -> list[str]:
+    return sorted(scope_for(s, a) for s in catalogue() for a in Action)
+
+
+def parse_scope(scope: str) -> tuple[Section, Action]:
+    """Split ``<section>:<action>``; raises ValueError/UnknownSection for anything else."""
+    section_name, sep, action = scope.partition(":")
+    if not sep:
+        raise ValueError(f"scope {scope!r} is not of the form <section>:<action>")
+    return get_section(section_name), Action(action)

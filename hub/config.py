@@ -1,0 +1,68 @@
+"""Settings, read only here, from ``KINFOLIO_*`` environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KINFOLIO_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("data")
+    # Default: an SQLite file under data_dir. Any SQLAlchemy async URL works unchanged,
+    # e.g. postgresql+asyncpg://user:pass@host:5432/kinfolio
+    database_url: str | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # The issuer identifier (RFC 8414 §2) and the audience of access tokens (RFC 9068 §3).
+    issuer: str = "http://127.0.0.1:8000"
+    api_audience: str | None = None
+
+    # RFC 9068 tokens are bearer credentials: keep them short (brief: at most 15 minutes).
+    access_token_ttl_seconds: int = Field(default=600, ge=30, le=900)
+    # PEM private key (EC P-256) used to sign access tokens. Generated on first start in
+    # development; production must supply it so every replica signs with the same key.
+    signing_key_file: Path | None = None
+    signing_key_pem: str | None = None
+
+    max_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    max_page_size: int = Field(default=100, ge=1, le=1000)
+    graphql_max_depth: int = Field(default=8, ge=2, le=50)
+    graphql_max_aliases: int = Field(default=15, ge=1, le=200)
+    graphql_max_tokens: int = Field(default=100_000, ge=100)
+
+    @model_validator(mode="after")
+    def _production_needs_explicit_secrets(self) -> Settings:
+        if self.environment == "production":
+            if not (self.signing_key_pem or self.signing_key_file):
+                raise ValueError("production requires KINFOLIO_SIGNING_KEY_PEM or KINFOLIO_SIGNING_KEY_FILE")
+            if not self.database_url:
+                raise ValueError("production requires KINFOLIO_DATABASE_URL")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'kinfolio.db').resolve()}"
+
+    @property
+    def audience(self) -> str:
+        return self.api_audience or f"{self.issuer.rstrip('/')}/graphql"
+
+    @property
+    def resolved_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.data_dir / "jwt-signing-key.pem"
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

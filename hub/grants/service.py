@@ -1,0 +1,152 @@
+"""Creating, revoking and loading consent grants. Adds and flushes; never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consent import Action, GrantView, get_section
+from hub.grants.models import ConsentGrant
+
+
+def _view(grant: ConsentGrant) -> GrantView:
+    return GrantView(
+        id=grant.id,
+        provider_id=grant.provider_id,
+        learner_id=grant.learner_id,
+        section=grant.section,
+        action=Action(grant.action),
+        granted_at=grant.granted_at,
+        expires_at=grant.expires_at,
+        revoked_at=grant.revoked_at,
+    )
+
+
+async def grants_between(*, session: AsyncSession, provider_id: UUID, learner_id: UUID) -> list[GrantView]:
+    """Every grant (live or not) this provider has had for this learner: one indexed query."""
+    result = await session.execute(
+        select(ConsentGrant).where(ConsentGrant.provider_id == provider_id, ConsentGrant.learner_id == learner_id)
+    )
+    return [_view(g) for g in result.scalars()]
+
+
+def _active_clause(at: datetime):  # type: ignore[no-untyped-def]
+    return (
+        ConsentGrant.revoked_at.is_(None)
+        & (ConsentGrant.granted_at <= at)
+        & (ConsentGrant.expires_at.is_(None) | (ConsentGrant.expires_at > at))
+    )
+
+
+async def grant_access(
+    *,
+    session: AsyncSession,
+    learner_id: UUID,
+    provider_id: UUID,
+    section: str,
+    action: Action,
+    purpose: str,
+    granted_by: UUID | None,
+    now: datetime,
+    expires_at: datetime | None = None,
+) -> tuple[ConsentGrant, bool]:
+    """Grant one section × action. Returns ``(grant, created)``; an identical live grant is reused."""
+    get_section(section)  # raises UnknownSection with the list of known ones
+    if not purpose.strip():
+        raise ValueError("a grant needs a purpose in plain words")
+    if expires_at is not None and expires_at <= now:
+        raise ValueError("expires_at must be in the future")
+    existing = (
+        await session.execute(
+            select(ConsentGrant).where(
+                ConsentGrant.provider_id == provider_id,
+                ConsentGrant.learner_id == learner_id,
+                ConsentGrant.section == section,
+                ConsentGrant.action == action.value,
+                _active_clause(now),
+            )
+        )
+    ).scalar_one_or_none()
+    if existing is not None and existing.expires_at == expires_at:
+        return existing, False
+    if existing is not None:
+        # A new expiry supersedes the old grant; the old one stays as evidence.
+        existing.revoked_at = now
+        existing.revoked_by = granted_by
+    grant = ConsentGrant(
+        learner_id=learner_id,
+        provider_id=provider_id,
+        section=section,
+        action=action.value,
+        purpose=purpose.strip(),
+        granted_by=granted_by,
+        granted_at=now,
+        expires_at=expires_at,
+    )
+    session.add(grant)
+    await session.flush()
+    return grant, True
+
+
+async def revoke_access(
+    *,
+    session: AsyncSession,
+    learner_id: UUID,
+    provider_id: UUID,
+    revoked_by: UUID | None,
+    now: datetime,
+    section: str | None = None,
+    action: Action | None = None,
+) -> int:
+    """Revoke live grants; ``section``/``action`` of None mean all. Returns how many."""
+    if section is not None:
+        get_section(section)
+    conditions = [
+        ConsentGrant.provider_id == provider_id,
+        ConsentGrant.learner_id == learner_id,
+        ConsentGrant.revoked_at.is_(None),
+    ]
+    if section is not None:
+        conditions.append(ConsentGrant.section == section)
+    if action is not None:
+        conditions.append(ConsentGrant.action == action.value)
+    result = await session.execute(
+        update(ConsentGrant).where(*conditions).values(revoked_at=now, revoked_by=revoked_by)
+    )
+    return result.rowcount or 0
+
+
+async def list_grants(*, session: AsyncSession, learner_id: UUID | None = None) -> Sequence[ConsentGrant]:
+    query = select(ConsentGrant).order_by(ConsentGrant.granted_at)
+    if learner_id is not None:
+        query = query.where(ConsentGrant.learner_id == learner_id)
+    return list((await session.execute(query)).scalars())
+
+
+async def learners_with_live_grant(
+    *, session: AsyncSession, provider_id: UUID, at: datetime, first: int, after: UUID | None
+) -> tuple[list[UUID], bool]:
+    """Learner ids this provider holds at least one live grant for, in id order (keyset)."""
+    query = (
+        select(ConsentGrant.learner_id)
+        .where(ConsentGrant.provider_id == provider_id, _active_clause(at))
+        .group_by(ConsentGrant.learner_id)
+        .order_by(ConsentGrant.learner_id)
+        .limit(first + 1)
+    )
+    if after is not None:
+        query = query.where(ConsentGrant.learner_id > after)
+    ids = list((await session.execute(query)).scalars())
+    return ids[:first], len(ids) > first
+
+
+async def count_live_grants(*, session: AsyncSession, provider_id: UUID, at: datetime) -> int:
+    return (
+        await session.execute(
+            select(func.count()).select_from(ConsentGrant).where(ConsentGrant.provider_id == provider_id, _active_clause(at))
+        )
+    ).scalar_one()

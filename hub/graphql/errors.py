@@ -1,0 +1,33 @@
+"""GraphQL errors with stable ``extensions.code`` values providers can branch on."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from graphql import GraphQLError
+
+
+class ErrorCode(StrEnum):
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    CONFLICT = "CONFLICT"
+    CONSENT_REQUIRED = "CONSENT_REQUIRED"
+    INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
+    INTERNAL = "INTERNAL"
+    NOT_FOUND = "NOT_FOUND"
+
+
+EXPECTED_CODES = frozenset(ErrorCode) - {ErrorCode.INTERNAL}
+
+
+def api_error(code: ErrorCode, message: str, **extensions: Any) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code.value, **extensions})
+
+
+def learner_not_found() -> GraphQLError:
+    # One message for "no such learner" and "no grant for this learner" (no existence leak).
+    return api_error(ErrorCode.NOT_FOUND, "learner not found")
+
+
+def bad_input(message: str, **extensions: Any) -> GraphQLError:
+    return api_error(ErrorCode.BAD_USER_INPUT, message, **extensions)

@@ -1,0 +1,123 @@
+"""GraphQL input types. They mirror ``schemas.records``; pydantic there does the validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+import strawberry
+
+
+@strawberry.input(description="OB 3.0 Criteria: an id, a narrative, or both.")
+class CriteriaInput:
+    id: str | None = None
+    narrative: str | None = None
+
+
+@strawberry.input(description="OB 3.0 Alignment.")
+class AlignmentInput:
+    target_name: str
+    target_url: str
+    target_code: str | None = None
+    target_framework: str | None = None
+
+
+@strawberry.input(description="OB 3.0 Achievement.")
+class AchievementInput:
+    name: str
+    description: str
+    criteria: CriteriaInput
+    id: str | None = None
+    image: str | None = None
+    achievement_type: str | None = None
+    alignments: list[AlignmentInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="OB 3.0 Profile of the issuer.")
+class IssuerProfileInput:
+    id: str
+    name: str
+    url: str | None = None
+
+
+@strawberry.input(description="OB 3.0 Evidence.")
+class EvidenceInput:
+    id: str | None = None
+    name: str | None = None
+    narrative: str | None = None
+
+
+@strawberry.input(description="An awarded achievement.")
+class BadgeInput:
+    source_id: str
+    achievement: AchievementInput
+    issuer: IssuerProfileInput
+    awarded_date: datetime
+    evidence: list[EvidenceInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class SkillRefInput:
+    label: str
+    framework_uri: str | None = None
+    code: str | None = None
+
+
+@strawberry.input
+class ProficiencyScaleInput:
+    name: str
+    min: float
+    max: float
+
+
+@strawberry.input(description="One assessment of one skill on a declared scale.")
+class SkillInput:
+    source_id: str
+    skill: SkillRefInput
+    scale: ProficiencyScaleInput
+    proficiency: float
+    assessed_at: datetime
+
+
+@strawberry.input(description="xAPI Verb.")
+class VerbInput:
+    id: str
+    display: str
+
+
+@strawberry.input(description="xAPI Activity (the statement's object).")
+class ActivityObjectInput:
+    id: str
+    name: str | None = None
+    type: str | None = None
+
+
+@strawberry.input(description="xAPI Score.")
+class ScoreInput:
+    scaled: float | None = None
+    raw: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+@strawberry.input(description="xAPI Result.")
+class ActivityResultInput:
+    score: ScoreInput | None = None
+    success: bool | None = None
+    completion: bool | None = None
+    duration: str | None = None
+
+
+@strawberry.input(description="A learning event; the actor is the learner the batch is for.")
+class ActivityInput:
+    source_id: str
+    verb: VerbInput
+    object: ActivityObjectInput
+    timestamp: datetime
+    result: ActivityResultInput | None = None
+
+
+def as_plain(value: Any) -> Any:
+    """Strawberry input -> plain dicts for pydantic (omitted optionals become None)."""
+    return dataclasses.asdict(value)

@@ -1,0 +1,122 @@
+"""Record sections: badges, skills, activities.
+
+Every entry carries the same envelope (``RecordEntry``): id, learner, contributing provider,
+the provider's own ``source_id`` (unique per provider + learner + section, so a re-sent entry is
+recognised instead of stored twice), ``content_hash`` (to tell "unchanged" from "updated" on a
+re-send), ``created_at`` and ``updated_at``. The section is the table.
+
+.. pii: learning evidence about a child. Retention: until the family deletes the entry, the
+   provider's contributions or the whole record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from hub.db import Base, BigIntPK, UTCDateTime, utcnow
+
+
+class RecordEntry:
+    """Envelope columns shared by every section table."""
+
+    section: ClassVar[str]
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+
+    @declared_attr
+    def learner_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("learner.id", ondelete="CASCADE"))
+
+    @declared_attr
+    def provider_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("provider.id", ondelete="CASCADE"))
+
+    source_id: Mapped[str] = mapped_column(String(200))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Badge(RecordEntry, Base):
+    """An awarded achievement, after Open Badges 3.0 ``AchievementCredential``/``Achievement``."""
+
+    __tablename__ = "badge"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "learner_id", "source_id"),
+        Index("ix_badge_learner_awarded", "learner_id", "awarded_at", "id"),
+    )
+    section = "badges"
+
+    achievement_id: Mapped[str | None] = mapped_column(String(2000))  # Achievement.id (URI)
+    name: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(Text())
+    criteria_narrative: Mapped[str | None] = mapped_column(Text())
+    criteria_id: Mapped[str | None] = mapped_column(String(2000))
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    achievement_type: Mapped[str | None] = mapped_column(String(100))
+    issuer_id: Mapped[str] = mapped_column(String(2000))  # Profile.id (URI)
+    issuer_name: Mapped[str] = mapped_column(String(500))
+    issuer_url: Mapped[str | None] = mapped_column(String(2000))
+    awarded_at: Mapped[datetime] = mapped_column(UTCDateTime())  # awardedDate
+    evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON(), default=list)
+    alignments: Mapped[list[dict[str, Any]]] = mapped_column(JSON(), default=list)
+
+
+class SkillAssessment(RecordEntry, Base):
+    """One assessment of one skill; a skill's assessments in time order are its progression."""
+
+    __tablename__ = "skill_assessment"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "learner_id", "source_id"),
+        Index("ix_skill_assessment_learner_assessed", "learner_id", "assessed_at", "id"),
+        Index("ix_skill_assessment_learner_skill", "learner_id", "skill_key", "assessed_at"),
+    )
+    section = "skills"
+
+    # A CASE CFItem (framework URI + human coding scheme) or, failing that, a free label.
+    framework_uri: Mapped[str | None] = mapped_column(String(2000))
+    skill_code: Mapped[str | None] = mapped_column(String(200))
+    skill_label: Mapped[str] = mapped_column(String(500))
+    # framework_uri + "#" + code, or "label:" + label: what groups assessments of one skill.
+    skill_key: Mapped[str] = mapped_column(String(2300))
+    scale_name: Mapped[str] = mapped_column(String(200))
+    scale_min: Mapped[float] = mapped_column(Float())
+    scale_max: Mapped[float] = mapped_column(Float())
+    proficiency: Mapped[float] = mapped_column(Float())
+    assessed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Activity(RecordEntry, Base):
+    """A learning event shaped like an xAPI statement; the actor is the learner."""
+
+    __tablename__ = "activity"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "learner_id", "source_id"),
+        # "one learner, newest first" and "since cursor" both walk this index.
+        Index("ix_activity_learner_timestamp", "learner_id", "timestamp", "id"),
+    )
+    section = "activities"
+
+    verb_id: Mapped[str] = mapped_column(String(2000))  # xAPI Verb.id (IRI)
+    verb_display: Mapped[str] = mapped_column(String(200))
+    object_id: Mapped[str] = mapped_column(String(2000))  # xAPI Activity.id (IRI)
+    object_name: Mapped[str | None] = mapped_column(String(500))
+    object_type: Mapped[str | None] = mapped_column(String(2000))  # Activity Definition type IRI
+    result_score_scaled: Mapped[float | None] = mapped_column(Float())
+    result_score_raw: Mapped[float | None] = mapped_column(Float())
+    result_score_min: Mapped[float | None] = mapped_column(Float())
+    result_score_max: Mapped[float | None] = mapped_column(Float())
+    result_success: Mapped[bool | None] = mapped_column(Boolean())
+    result_completion: Mapped[bool | None] = mapped_column(Boolean())
+    result_duration: Mapped[str | None] = mapped_column(String(64))  # ISO 8601 duration
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+SECTION_MODELS: dict[str, type[Badge] | type[SkillAssessment] | type[Activity]] = {
+    m.section: m for m in (Badge, SkillAssessment, Activity)
+}
