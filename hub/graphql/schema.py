@@ -266,8 +266,15 @@ class CommitOperation(SchemaExtension):
 
 class KinfolioSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
-        # Denials and bad input are answers, not incidents: log only the unexpected.
-        unexpected = [e for e in errors if (e.extensions or {}).get("code") not in EXPECTED_CODES]
+        # Denials, bad input and invalid documents are answers, not incidents: log only errors
+        # raised by our code that carry none of our codes (bugs, outages).
+        unexpected = [
+            e
+            for e in errors
+            if (e.extensions or {}).get("code") not in EXPECTED_CODES
+            and e.original_error is not None
+            and not isinstance(e.original_error, GraphQLError)
+        ]
         if unexpected:
             super().process_errors(unexpected, execution_context)
 

@@ -123,10 +123,16 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
 _prefetched_client: ContextVar[RegisteredClient | None] = ContextVar("prefetched_client", default=None)
 
 
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """RFC 6749 §4.4 for confidential clients, with either §2.3.1 authentication method."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = list(TOKEN_ENDPOINT_AUTH_METHODS)
+
+
 class KinfolioAuthorizationServer(AuthorizationServer):
     def __init__(self, settings: Settings, signing_keys: KeySet) -> None:
         super().__init__(scopes_supported=all_scopes())
-        self.register_grant(grants.ClientCredentialsGrant)
+        self.register_grant(ClientCredentialsGrant)
         self.register_token_generator("default", AccessTokenGenerator(settings, signing_keys))
         self._token_uri = f"{settings.issuer.rstrip('/')}/oauth/token"
 

@@ -1,0 +1,247 @@
+"""Batch contributions: idempotency, all-or-nothing validation, clear errors; reads and pagination."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from consent import Action
+from hub.graphql.schema import build_schema
+from hub.records.models import Activity, Badge, SkillAssessment
+from tests.factories import (
+    CONTRIBUTE_BADGES,
+    CONTRIBUTE_SKILLS,
+    RECORD_ACTIVITIES,
+    activity,
+    badge,
+    get_token,
+    gql,
+    grant,
+    make_family,
+    make_provider,
+    skill,
+)
+
+ALL = ["badges:read", "badges:contribute", "skills:read", "skills:contribute", "activities:read", "activities:contribute"]
+
+
+@pytest.fixture
+async def setup(client, engine):  # type: ignore[no-untyped-def]
+    family = await make_family(engine)
+    provider = await make_provider(engine, "Full Access", ALL)
+    for section in ("badges", "skills", "activities"):
+        for action in Action:
+            await grant(engine, family, provider, section, action)
+    token = await get_token(client, provider)
+    return family, provider, token
+
+
+async def _count(engine, model) -> int:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        return (await conn.execute(select(func.count()).select_from(model))).scalar_one()
+
+
+async def test_same_batch_twice_stores_once_and_says_so(client, engine, setup):
+    family, _, token = setup
+    items = [activity(n) for n in range(50)]
+    variables = {"learner": str(family.learner_id), "items": items}
+    first = (await gql(client, token, RECORD_ACTIVITIES, variables)).json()["data"]["recordActivities"]
+    second = (await gql(client, token, RECORD_ACTIVITIES, variables)).json()["data"]["recordActivities"]
+    assert first == {"received": 50, "created": 50, "updated": 0, "unchanged": 0}
+    assert second == {"received": 50, "created": 0, "updated": 0, "unchanged": 50}
+    assert await _count(engine, Activity) == 50
+
+
+async def test_resend_with_changed_content_updates_in_place(client, engine, setup):
+    family, _, token = setup
+    await gql(client, token, CONTRIBUTE_SKILLS, {"learner": str(family.learner_id), "items": [skill(0, 2.0), skill(1, 3.0)]})
+    corrected = [skill(0, 2.5), skill(1, 3.0), skill(2, 3.5)]
+    result = (await gql(client, token, CONTRIBUTE_SKILLS, {"learner": str(family.learner_id), "items": corrected})).json()
+    assert result["data"]["contributeSkills"] == {"received": 3, "created": 1, "updated": 1, "unchanged": 1}
+    assert await _count(engine, SkillAssessment) == 3
+    body = (await gql(client, token, "query($id: ID!) { learner(id: $id) { skills { nodes { sourceId proficiency createdAt updatedAt skill { key } } } } }",
+                      {"id": str(family.learner_id)})).json()
+    nodes = body["data"]["learner"]["skills"]["nodes"]
+    # Newest first: the progression of one skill, in time order when reversed.
+    assert [(n["sourceId"], n["proficiency"]) for n in nodes] == [
+        ("skill-Collaboration-2", 3.5), ("skill-Collaboration-1", 3.0), ("skill-Collaboration-0", 2.5)
+    ]
+    assert {n["skill"]["key"] for n in nodes} == {"label:collaboration"}
+    updated = nodes[2]
+    assert updated["updatedAt"] > updated["createdAt"] or updated["updatedAt"] == updated["createdAt"]
+
+
+async def test_badges_round_trip_in_open_badges_shape(client, engine, setup):
+    family, provider, token = setup
+    await gql(client, token, CONTRIBUTE_BADGES, {"learner": str(family.learner_id), "items": [badge(1), badge(2)]})
+    body = (await gql(client, token, """query($id: ID!) { learner(id: $id) { badges(first: 1) {
+        nodes { sourceId contributedBy awardedDate achievement { id name description criteria { narrative } }
+                issuer { id name } }
+        pageInfo { hasNextPage endCursor } } } }""", {"id": str(family.learner_id)})).json()
+    page = body["data"]["learner"]["badges"]
+    assert page["nodes"] == [{
+        "sourceId": "badge-2", "contributedBy": str(provider.provider_id), "awardedDate": "2026-02-03T00:00:00+00:00",
+        "achievement": {"id": "https://club.example.org/achievements/2", "name": "Badge 2",
+                        "description": "For doing a thing well.", "criteria": {"narrative": "Did the thing."}},
+        "issuer": {"id": "https://club.example.org/issuer", "name": "The Club"},
+    }]
+    assert page["pageInfo"]["hasNextPage"] is True
+
+
+async def test_activity_pagination_and_filters(client, engine, setup):
+    family, _, token = setup
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    items = [activity(n, when=base, verb="completed" if n % 2 else "attempted") for n in range(25)]
+    await gql(client, token, RECORD_ACTIVITIES, {"learner": str(family.learner_id), "items": items})
+    query = """query($id: ID!, $after: String, $since: DateTime, $until: DateTime, $verb: String) {
+      learner(id: $id) { activities(first: 10, after: $after, since: $since, until: $until, verb: $verb) {
+        nodes { sourceId timestamp verb { id } } pageInfo { hasNextPage endCursor } } } }"""
+    seen, after = [], None
+    while True:
+        body = (await gql(client, token, query, {"id": str(family.learner_id), "after": after})).json()
+        page = body["data"]["learner"]["activities"]
+        seen += [n["sourceId"] for n in page["nodes"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == [f"act-{n}" for n in reversed(range(25))]
+
+    body = (await gql(client, token, query, {
+        "id": str(family.learner_id), "since": (base + timedelta(minutes=5)).isoformat(),
+        "until": (base + timedelta(minutes=9)).isoformat(), "verb": "http://adlnet.gov/expapi/verbs/completed",
+    })).json()
+    assert [n["sourceId"] for n in body["data"]["learner"]["activities"]["nodes"]] == ["act-7", "act-5"]
+
+
+async def test_activity_result_round_trips(client, engine, setup):
+    family, _, token = setup
+    item = activity(1, result={"score": {"scaled": 0.8, "raw": 8, "min": 0, "max": 10}, "success": True,
+                               "completion": True, "duration": "PT12M30S"})
+    await gql(client, token, RECORD_ACTIVITIES, {"learner": str(family.learner_id), "items": [item, activity(2)]})
+    body = (await gql(client, token, "query($id: ID!) { learner(id: $id) { activities { nodes { sourceId result { score { scaled raw min max } success completion duration } } } } }",
+                      {"id": str(family.learner_id)})).json()
+    assert body["data"]["learner"]["activities"]["nodes"] == [
+        {"sourceId": "act-2", "result": None},
+        {"sourceId": "act-1", "result": {"score": {"scaled": 0.8, "raw": 8.0, "min": 0.0, "max": 10.0},
+                                          "success": True, "completion": True, "duration": "PT12M30S"}},
+    ]
+
+
+BAD_ACTIVITY_BATCHES = {
+    "timestamp without timezone": ([activity(1), {**activity(2), "timestamp": "2026-01-01T10:00:00"}], "timestamp"),
+    "over-long string": ([activity(1), {**activity(2), "sourceId": "x" * 201}], "source_id"),
+    "verb id not an IRI": ([{**activity(1), "verb": {"id": "completed", "display": "completed"}}], "verb"),
+    "scaled score out of range": ([activity(1, result={"score": {"scaled": 1.5}})], "scaled"),
+    "bad ISO duration": ([activity(1, result={"duration": "90 minutes"})], "duration"),
+    "repeated source id": ([activity(1), activity(1)], "source_id repeated"),
+    "empty batch": ([], "empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ACTIVITY_BATCHES))
+async def test_bad_batches_are_refused_whole_with_a_clear_error(client, engine, setup, case):  # type: ignore[no-untyped-def]
+    family, _, token = setup
+    items, mention = BAD_ACTIVITY_BATCHES[case]
+    response = await gql(client, token, RECORD_ACTIVITIES, {"learner": str(family.learner_id), "items": items})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] == {"recordActivities": None}
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert mention in (error["message"] + str(error["extensions"].get("errors", "")))
+    assert await _count(engine, Activity) == 0  # nothing partially written
+
+
+async def test_batch_over_the_limit_is_refused(client, engine, setup, settings):
+    family, _, token = setup
+    items = [activity(n) for n in range(settings.max_batch_size + 1)]
+    body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": str(family.learner_id), "items": items})).json()
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "activities"}
+    assert f"limit per call is {settings.max_batch_size}" in body["errors"][0]["message"]
+    assert await _count(engine, Activity) == 0
+
+
+async def test_field_errors_name_the_entry_and_field(client, engine, setup):
+    family, _, token = setup
+    items = [activity(0), {**activity(1), "timestamp": "2026-01-01T10:00:00"}]
+    body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": str(family.learner_id), "items": items})).json()
+    assert body["errors"][0]["extensions"]["errors"] == [
+        {"path": ["activities", 1, "timestamp"], "message": "Input should have timezone info"}
+    ]
+
+
+async def test_invalid_badge_and_skill_inputs(client, engine, setup):
+    family, _, token = setup
+    no_criteria = badge(1)
+    no_criteria["achievement"]["criteria"] = {}
+    body = (await gql(client, token, CONTRIBUTE_BADGES, {"learner": str(family.learner_id), "items": [badge(0), no_criteria]})).json()
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    off_scale = skill(0, 5.0)
+    body = (await gql(client, token, CONTRIBUTE_SKILLS, {"learner": str(family.learner_id), "items": [off_scale]})).json()
+    assert "outside the scale" in str(body["errors"][0]["extensions"]["errors"])
+    assert await _count(engine, Badge) == 0 and await _count(engine, SkillAssessment) == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("{ learners { nodes { id }", "Syntax Error"),
+        ("{ learner(id: 1) { grades { id } } }", "Cannot query field 'grades' on type 'Learner'"),
+        ("mutation { recordActivities(learnerId: \"x\", activities: [{sourceId: 5}]) { created } }",
+         "String cannot represent a non string value: 5"),
+    ],
+    ids=["malformed", "unknown section", "wrong types"],
+)
+async def test_invalid_documents_are_refused_before_execution(client, setup, query, message):  # type: ignore[no-untyped-def]
+    # GraphQL over HTTP with application/json: 200 with no data and the validation errors.
+    _, _, token = setup
+    response = await client.post("/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] is None
+    assert message in body["errors"][0]["message"]
+
+
+async def test_non_json_body_is_4xx(client, setup):
+    _, _, token = setup
+    response = await client.post("/graphql", content=b"{not json", headers={"Authorization": f"Bearer {token}",
+                                                                          "Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500
+
+
+@pytest.mark.parametrize(
+    ("query", "argument"),
+    [
+        ("query($id: ID!) { learner(id: $id) { activities(first: 0) { nodes { id } } } }", "first"),
+        ("query($id: ID!) { learner(id: $id) { activities(first: 5000) { nodes { id } } } }", "first"),
+        ("query($id: ID!) { learner(id: $id) { activities(after: \"garbage\") { nodes { id } } } }", "after"),
+        ("query($id: ID!) { learner(id: $id) { activities(since: \"2026-01-02T00:00:00Z\", until: \"2026-01-01T00:00:00Z\") { nodes { id } } } }", "since"),
+    ],
+    ids=["first too small", "first too large", "forged cursor", "empty time range"],
+)
+async def test_bad_read_arguments(client, setup, query, argument):  # type: ignore[no-untyped-def]
+    family, _, token = setup
+    body = (await gql(client, token, query, {"id": str(family.learner_id)})).json()
+    assert body["data"]["learner"]["activities"] is None
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": argument}
+
+
+async def test_depth_and_alias_limits(client, setup, settings):
+    _, _, token = setup
+    aliases = " ".join(f"a{i}: learners {{ nodes {{ id }} }}" for i in range(settings.graphql_max_aliases + 1))
+    response = await client.post("/graphql", json={"query": f"{{ {aliases} }}"}, headers={"Authorization": f"Bearer {token}"})
+    assert response.json() == {"data": None, "errors": [
+        {"message": f"{settings.graphql_max_aliases + 1} aliases found. Allowed: {settings.graphql_max_aliases}"}]}
+    deep = "{ learners { nodes { badges { nodes { achievement { criteria { narrative } alignments { targetName } } } } } } }"
+    response = await client.post("/graphql", json={"query": deep.replace("narrative }", "narrative id }")},
+                                 headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200  # a realistic query fits
+    deepest = "{ learners { nodes { activities { edges { node { result { score { raw } } } } } } } }"
+    assert (await client.post("/graphql", json={"query": deepest}, headers={"Authorization": f"Bearer {token}"})).json()["data"]
+    # Today's schema has no cycles deeper than the default limit, so check the rule with a lower one.
+    shallow = build_schema(settings.model_copy(update={"graphql_max_depth": 5}))
+    result = await shallow.execute(deepest)
+    assert result.data is None
+    assert "exceeds maximum operation depth of 5" in result.errors[0].message
