@@ -1,0 +1,1 @@
+"""Sync jobs that contribute to Kinfolio through its public API (see README.md)."""

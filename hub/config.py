@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,8 +23,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    # The issuer identifier (RFC 8414 §2) and the audience of access tokens (RFC 9068 §3).
-    issuer: str = "http://127.0.0.1:8000"
+    # The issuer identifier (RFC 8414 §2): the public base URL. Defaults to http://HOST:PORT.
+    # The audience of access tokens (RFC 9068 §3) defaults to ISSUER/graphql.
+    issuer: str = ""
     api_audience: str | None = None
 
     # RFC 9068 tokens are bearer credentials: keep them short (brief: at most 15 minutes).
@@ -40,12 +42,28 @@ class Settings(BaseSettings):
     graphql_max_tokens: int = Field(default=100_000, ge=100)
 
     @model_validator(mode="after")
+    def _default_issuer(self) -> Settings:
+        if not self.issuer:
+            self.issuer = f"http://{self.host}:{self.port}"
+        # OAuth needs TLS (RFC 6749 §3.1, RFC 9700 §2); plain http only on loopback for development.
+        parts = urlsplit(self.issuer)
+        loopback = parts.hostname == "localhost" or (parts.hostname or "").startswith("127.") or parts.hostname == "::1"
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError(
+                f"KINFOLIO_ISSUER {self.issuer!r} must be https:// (http:// only on loopback); "
+                "set it to the public URL when KINFOLIO_HOST is not a loopback address"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _production_needs_explicit_secrets(self) -> Settings:
         if self.environment == "production":
             if not (self.signing_key_pem or self.signing_key_file):
                 raise ValueError("production requires KINFOLIO_SIGNING_KEY_PEM or KINFOLIO_SIGNING_KEY_FILE")
             if not self.database_url:
                 raise ValueError("production requires KINFOLIO_DATABASE_URL")
+            if not self.issuer.startswith("https://"):
+                raise ValueError("production requires an https:// KINFOLIO_ISSUER (RFC 8414 §2)")
         return self
 
     @property

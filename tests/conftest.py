@@ -136,3 +136,14 @@ def samples_dir() -> Iterator[Path]:
     if not SAMPLES.is_dir():
         pytest.skip(f"public samples not found at {SAMPLES} (../shared/samples is absent)")
     yield SAMPLES
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI (KINFOLIO_FORBID_SKIPS=1) a skipped test is a failure: samples and databases must be there."""
+    if not os.environ.get("KINFOLIO_FORBID_SKIPS"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        reporter.write_line(f"KINFOLIO_FORBID_SKIPS: {len(skipped)} test(s) were skipped; failing the run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,40 @@
+# Kinfolio: `make run` (hub with demo data on SQLite) and `make test` (whole suite).
+# Both set everything up first and are idempotent: the .venv and the database are reused.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run test bench schema clean help
+
+help:
+	@echo "make run    - set up .venv, migrate, load demo data, serve on $${KINFOLIO_HOST:-127.0.0.1}:$${KINFOLIO_PORT:-8000}"
+	@echo "make test   - set up .venv and run the whole test suite (KINFOLIO_TEST_DATABASE_URL selects PostgreSQL)"
+	@echo "make bench  - run the benchmarks under bench/"
+	@echo "make schema - regenerate schemas/kinfolio.graphql and schemas/json/*.json"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required; set PYTHON=/path/to/python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/kinfolio db upgrade
+	$(BIN)/kinfolio demo
+	$(BIN)/kinfolio serve
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+schema: setup
+	$(BIN)/kinfolio schema export
+
+clean:
+	rm -rf $(VENV) data .pytest_cache
