@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action
 from consent.sections import UnknownSection, catalogue
-from hub.config import get_settings
+from hub.config import get_settings, pseudonym_key
 from hub.db import make_engine, make_sessionmaker
 
 app = typer.Typer(help="Kinfolio learner record hub.", no_args_is_help=True, add_completion=False)
@@ -246,7 +246,7 @@ def grant_create(
         now = datetime.now(UTC)
         grant, created = await grant_access(
             session=session, learner_id=learner_id, provider_id=found.id, section=section, action=parsed_action,
-            purpose=purpose, granted_by=guardian.id, now=now,
+            purpose=purpose, granted_by=guardian.id, now=now, pseudonym_key=pseudonym_key(get_settings()),
             expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
         )
         return grant.id, created
@@ -330,7 +330,8 @@ def demo(activities_per_learner: Annotated[int, typer.Option(min=0, max=100_000)
     async def work(session: AsyncSession) -> list[Any] | None:
         if await demo_loaded(session=session):
             return None
-        return await load_demo(session=session, activities_per_learner=activities_per_learner)
+        return await load_demo(session=session, activities_per_learner=activities_per_learner,
+                               pseudonym_key=pseudonym_key(settings))
 
     clients = _in_transaction(work)
     if clients is None:

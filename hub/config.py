@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,11 +35,22 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = None
     signing_key_pem: str | None = None
 
+    # Key of the pairwise learner ids (consent/pseudonyms.py), hex, at least 32 bytes. Generated
+    # under data_dir in development; production must supply it and never change it.
+    pseudonym_key_hex: str | None = Field(default=None, min_length=64)
+
     max_batch_size: int = Field(default=1000, ge=1, le=10_000)
     max_page_size: int = Field(default=100, ge=1, le=1000)
     graphql_max_depth: int = Field(default=8, ge=2, le=50)
     graphql_max_aliases: int = Field(default=15, ge=1, le=200)
     graphql_max_tokens: int = Field(default=100_000, ge=100)
+
+    @field_validator("pseudonym_key_hex")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None:
+            bytes.fromhex(value)  # ValueError names the problem
+        return value
 
     @model_validator(mode="after")
     def _default_issuer(self) -> Settings:
@@ -62,6 +73,8 @@ class Settings(BaseSettings):
                 raise ValueError("production requires KINFOLIO_SIGNING_KEY_PEM or KINFOLIO_SIGNING_KEY_FILE")
             if not self.database_url:
                 raise ValueError("production requires KINFOLIO_DATABASE_URL")
+            if not self.pseudonym_key_hex:
+                raise ValueError("production requires KINFOLIO_PSEUDONYM_KEY_HEX")
             if not self.issuer.startswith("https://"):
                 raise ValueError("production requires an https:// KINFOLIO_ISSUER (RFC 8414 §2)")
         return self
@@ -79,6 +92,18 @@ class Settings(BaseSettings):
     @property
     def resolved_signing_key_file(self) -> Path:
         return self.signing_key_file or self.data_dir / "jwt-signing-key.pem"
+
+
+def pseudonym_key(settings: Settings) -> bytes:
+    if settings.pseudonym_key_hex:
+        return bytes.fromhex(settings.pseudonym_key_hex)
+    import secrets
+
+    from hub.keyfiles import read_or_create
+
+    return bytes.fromhex(
+        read_or_create(settings.data_dir / "pseudonym-key.hex", lambda: secrets.token_hex(32).encode()).decode()
+    )
 
 
 @cache

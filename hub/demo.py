@@ -90,7 +90,9 @@ GRANTS = [
 ]
 
 
-async def load_demo(*, session: AsyncSession, activities_per_learner: int = 1000, seed: int = 7) -> list[DemoClient]:
+async def load_demo(
+    *, session: AsyncSession, pseudonym_key: bytes, activities_per_learner: int = 1000, seed: int = 7
+) -> list[DemoClient]:
     """Load the demo dataset; refuses to load twice (the caller checks ``demo_loaded``)."""
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -117,6 +119,7 @@ async def load_demo(*, session: AsyncSession, activities_per_learner: int = 1000
                 await grant_access(
                     session=session, learner_id=learner.id, provider_id=provider_ids[provider_name], section=section,
                     action=action, purpose=purpose, granted_by=guardian.id, now=now - timedelta(days=400),
+                    pseudonym_key=pseudonym_key,
                 )
 
     def access_for(provider_name: str) -> ProviderAccess:

@@ -1,6 +1,6 @@
 """Imports every model so ``Base.metadata`` is complete (Alembic, tests)."""
 
-from hub.grants.models import ConsentGrant, DisclosureEvent
+from hub.grants.models import ConsentGrant, DisclosureEvent, LearnerPseudonym
 from hub.oauth.models import IssuedToken
 from hub.people.models import Guardian, Learner, LearnerGuardian
 from hub.providers.models import OAuthClient, Provider
@@ -15,6 +15,7 @@ __all__ = [
     "IssuedToken",
     "Learner",
     "LearnerGuardian",
+    "LearnerPseudonym",
     "OAuthClient",
     "Provider",
     "SkillAssessment",

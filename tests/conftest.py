@@ -28,6 +28,7 @@ from hub.oauth.keys import generate_private_pem
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "samples"
 ISSUER = "https://testserver"
+PSEUDONYM_KEY = bytes(range(32))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -116,6 +117,7 @@ def settings(database_url: str, signing_key_pem: str, tmp_path_factory: pytest.T
         data_dir=tmp_path_factory.mktemp("data"),
         issuer=ISSUER,
         signing_key_pem=signing_key_pem,
+        pseudonym_key_hex=PSEUDONYM_KEY.hex(),
         max_batch_size=1000,
     )
 

@@ -11,10 +11,12 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consent import Action
+from consent.pseudonyms import pairwise_id
 from hub.db import make_sessionmaker
 from hub.grants.service import grant_access, revoke_access
 from hub.people.service import create_guardian, create_learner
 from hub.providers.service import create_client, create_provider
+from tests.conftest import PSEUDONYM_KEY
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ async def grant(
             session=session, learner_id=family.learner_id, provider_id=provider.provider_id, section=section,
             action=action, purpose="testing", granted_by=family.guardian_id,
             now=granted_at or datetime.now(UTC) - timedelta(seconds=1), expires_at=expires_at,
+            pseudonym_key=PSEUDONYM_KEY,
         )
         return row.id
 
@@ -66,6 +69,11 @@ async def revoke(engine: AsyncEngine, family: Family, provider: ProviderClient, 
             session=session, learner_id=family.learner_id, provider_id=provider.provider_id,
             revoked_by=family.guardian_id, now=datetime.now(UTC), section=section,
         )
+
+
+def learner_id_for(family: Family, provider: ProviderClient) -> str:
+    """The pairwise id under which ``provider`` knows the family's learner."""
+    return pairwise_id(PSEUDONYM_KEY, provider.provider_id, family.learner_id)
 
 
 async def get_token(http: httpx.AsyncClient, provider: ProviderClient, scope: str | None = None) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action, Allowed, Denied, DenyReason, GrantView, decide, has_live_grant
 from hub.grants.models import DisclosureEvent
-from hub.grants.service import grants_between
+from hub.grants.service import grants_between, resolve_pseudonym
 from hub.oauth.bearer import TokenContext
 
 
@@ -36,6 +36,7 @@ class ProviderAccess:
         self._token = token
         self.now = now
         self._grants: dict[UUID, list[GrantView]] = {}
+        self._resolved: dict[str, UUID] = {}
 
     @property
     def provider_id(self) -> UUID:
@@ -51,6 +52,20 @@ class ProviderAccess:
     async def require_visible(self, learner_id: UUID) -> None:
         if not has_live_grant(await self._grants_for(learner_id), self.now):
             raise LearnerNotFound(learner_id)
+
+    async def resolve(self, pairwise_id: str) -> UUID:
+        """The learner behind this provider's pairwise id, if the provider may know of them.
+
+        An unknown id and a learner without a live grant raise the same ``LearnerNotFound``.
+        """
+        if pairwise_id not in self._resolved:
+            learner_id = await resolve_pseudonym(session=self._session, provider_id=self.provider_id, pseudonym=pairwise_id)
+            if learner_id is None:
+                raise LearnerNotFound(pairwise_id)
+            self._resolved[pairwise_id] = learner_id
+        learner_id = self._resolved[pairwise_id]
+        await self.require_visible(learner_id)
+        return learner_id
 
     async def authorize(
         self, learner_id: UUID, section: str, action: Action, *, entry_count: int | None = None

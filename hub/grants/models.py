@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, BigIntPK, UTCDateTime, utcnow
@@ -53,3 +53,18 @@ class DisclosureEvent(Base):
     grant_id: Mapped[uuid.UUID | None] = mapped_column()
     # How many entries were returned or written under this decision, when known.
     entry_count: Mapped[int | None] = mapped_column(Integer())
+
+
+class LearnerPseudonym(Base):
+    """The pairwise id under which one provider knows one learner (consent/pseudonyms.py).
+
+    Stored, not recomputed on lookup, because a keyed hash cannot be inverted: the API resolves
+    a provider's id back to the learner with one indexed query on (provider_id, pseudonym).
+    """
+
+    __tablename__ = "learner_pseudonym"
+    __table_args__ = (UniqueConstraint("provider_id", "pseudonym"),)
+
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), primary_key=True)
+    learner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("learner.id", ondelete="CASCADE"), primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(40))

@@ -10,7 +10,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action, GrantView, get_section
-from hub.grants.models import ConsentGrant
+from consent.pseudonyms import looks_like_pairwise_id, pairwise_id
+from hub.grants.models import ConsentGrant, LearnerPseudonym
 
 
 def _view(grant: ConsentGrant) -> GrantView:
@@ -52,10 +53,15 @@ async def grant_access(
     purpose: str,
     granted_by: UUID | None,
     now: datetime,
+    pseudonym_key: bytes,
     expires_at: datetime | None = None,
 ) -> tuple[ConsentGrant, bool]:
-    """Grant one section × action. Returns ``(grant, created)``; an identical live grant is reused."""
+    """Grant one section × action. Returns ``(grant, created)``; an identical live grant is reused.
+
+    The first grant to a provider also fixes the pairwise id it will know the learner by.
+    """
     get_section(section)  # raises UnknownSection with the list of known ones
+    await ensure_pseudonym(session=session, provider_id=provider_id, learner_id=learner_id, key=pseudonym_key)
     if not purpose.strip():
         raise ValueError("a grant needs a purpose in plain words")
     if expires_at is not None and expires_at <= now:
@@ -128,20 +134,49 @@ async def list_grants(*, session: AsyncSession, learner_id: UUID | None = None) 
 
 
 async def learners_with_live_grant(
-    *, session: AsyncSession, provider_id: UUID, at: datetime, first: int, after: UUID | None
-) -> tuple[list[UUID], bool]:
-    """Learner ids this provider holds at least one live grant for, in id order (keyset)."""
-    query = (
+    *, session: AsyncSession, provider_id: UUID, at: datetime, first: int, after: str | None
+) -> tuple[list[tuple[str, UUID]], bool]:
+    """(pairwise id, learner id) of learners this provider holds a live grant for, in pairwise-id
+    order (keyset on the provider's own ids, so paging reveals nothing about internal ids)."""
+    live = (
         select(ConsentGrant.learner_id)
-        .where(ConsentGrant.provider_id == provider_id, _active_clause(at))
-        .group_by(ConsentGrant.learner_id)
-        .order_by(ConsentGrant.learner_id)
+        .where(ConsentGrant.provider_id == provider_id, ConsentGrant.learner_id == LearnerPseudonym.learner_id)
+        .where(_active_clause(at))
+        .exists()
+    )
+    query = (
+        select(LearnerPseudonym.pseudonym, LearnerPseudonym.learner_id)
+        .where(LearnerPseudonym.provider_id == provider_id, live)
+        .order_by(LearnerPseudonym.pseudonym)
         .limit(first + 1)
     )
     if after is not None:
-        query = query.where(ConsentGrant.learner_id > after)
-    ids = list((await session.execute(query)).scalars())
-    return ids[:first], len(ids) > first
+        query = query.where(LearnerPseudonym.pseudonym > after)
+    rows = [(row.pseudonym, row.learner_id) for row in await session.execute(query)]
+    return rows[:first], len(rows) > first
+
+
+async def ensure_pseudonym(*, session: AsyncSession, provider_id: UUID, learner_id: UUID, key: bytes) -> str:
+    existing = await session.get(LearnerPseudonym, (provider_id, learner_id))
+    if existing is not None:
+        return existing.pseudonym
+    row = LearnerPseudonym(provider_id=provider_id, learner_id=learner_id, pseudonym=pairwise_id(key, provider_id, learner_id))
+    session.add(row)
+    await session.flush()
+    return row.pseudonym
+
+
+async def resolve_pseudonym(*, session: AsyncSession, provider_id: UUID, pseudonym: str) -> UUID | None:
+    """The learner behind one of this provider's pairwise ids, or None."""
+    if not looks_like_pairwise_id(pseudonym):
+        return None
+    return (
+        await session.execute(
+            select(LearnerPseudonym.learner_id).where(
+                LearnerPseudonym.provider_id == provider_id, LearnerPseudonym.pseudonym == pseudonym
+            )
+        )
+    ).scalar_one_or_none()
 
 
 async def count_live_grants(*, session: AsyncSession, provider_id: UUID, at: datetime) -> int:

@@ -31,6 +31,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.types import ExecutionContext, Info
 
 from consent import Action, DenyReason
+from consent.pseudonyms import looks_like_pairwise_id
 from hub.config import Settings
 from hub.graphql import inputs, types
 from hub.graphql.context import Context
@@ -45,10 +46,12 @@ N = TypeVar("N")
 GInfo = Info[Context, None]
 
 
-def _parse_learner_id(raw: str) -> UUID:
+async def _resolve_learner(info: GInfo, pairwise_id: str) -> UUID:
+    """This provider's pairwise learner id -> internal id; NOT_FOUND when unknown or not shared."""
     try:
-        return UUID(raw)
-    except ValueError:
+        async with info.context.db():
+            return await info.context.access.resolve(pairwise_id)
+    except LearnerNotFound:
         raise learner_not_found() from None
 
 
@@ -114,7 +117,9 @@ async def _page(
 
 @strawberry.type(description="A learner, as far as this provider may see them.")
 class Learner:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description="This provider's pairwise id for the learner: stable, and different for every provider."
+    )
     uuid: strawberry.Private[UUID]
 
     @strawberry.field(description="Awarded badges, newest first. Needs consent to read `badges`.")
@@ -154,31 +159,21 @@ class Query:
     @strawberry.field(description="Learners this provider holds at least one live grant for.")
     async def learners(self, info: GInfo, first: int = 20, after: str | None = None) -> LearnerConnection:
         _check_first(info, first)
-        after_id = None
-        if after is not None:
-            try:
-                after_id = UUID(after)
-            except ValueError:
-                raise bad_input("the cursor is not one this API returned", argument="after") from None
+        if after is not None and not looks_like_pairwise_id(after):
+            raise bad_input("the cursor is not one this API returned", argument="after")
         ctx = info.context
         async with ctx.db() as session:
-            ids, has_next = await grant_service.learners_with_live_grant(
-                session=session, provider_id=ctx.token.provider_id, at=ctx.access.now, first=first, after=after_id
+            rows, has_next = await grant_service.learners_with_live_grant(
+                session=session, provider_id=ctx.token.provider_id, at=ctx.access.now, first=first, after=after
             )
         return LearnerConnection(
-            nodes=[Learner(id=strawberry.ID(str(i)), uuid=i) for i in ids],
-            page_info=types.PageInfo(has_next_page=has_next, end_cursor=str(ids[-1]) if ids else None),
+            nodes=[Learner(id=strawberry.ID(pseudonym), uuid=learner_id) for pseudonym, learner_id in rows],
+            page_info=types.PageInfo(has_next_page=has_next, end_cursor=rows[-1][0] if rows else None),
         )
 
     @strawberry.field(description="One learner; null with NOT_FOUND when absent or not shared with this provider.")
     async def learner(self, info: GInfo, id: strawberry.ID) -> Learner | None:
-        learner_id = _parse_learner_id(id)
-        try:
-            async with info.context.db():
-                await info.context.access.require_visible(learner_id)
-        except LearnerNotFound:
-            raise learner_not_found() from None
-        return Learner(id=strawberry.ID(str(learner_id)), uuid=learner_id)
+        return Learner(id=id, uuid=await _resolve_learner(info, id))
 
 
 def _validate_batch(info: GInfo, section: str, items: list[Any], argument: str) -> list[Any]:
@@ -210,7 +205,7 @@ def _validate_batch(info: GInfo, section: str, items: list[Any], argument: str) 
 
 async def _contribute(info: GInfo, learner_id_raw: str, section: str, items: list[Any], argument: str) -> types.ContributionResult:
     entries = _validate_batch(info, section, items, argument)
-    learner_id = _parse_learner_id(learner_id_raw)
+    learner_id = await _resolve_learner(info, learner_id_raw)
     allowed = await _authorize(info, learner_id, section, Action.CONTRIBUTE, entry_count=len(entries))
     ctx = info.context
     try:

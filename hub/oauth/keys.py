@@ -7,15 +7,14 @@ as a 0600 PEM file; production supplies it (every replica must sign with the sam
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey, KeySet
 
 from hub.config import Settings
+from hub.keyfiles import read_or_create
 
 ALGORITHM = "ES256"
 
@@ -36,28 +35,13 @@ def generate_private_pem() -> bytes:
     )
 
 
-def _read_or_create(path: Path) -> bytes:
-    if path.exists():
-        return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pem = generate_private_pem()
-    # O_EXCL: two workers starting at once must not each write a different key.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    return pem
-
-
 def load_signing_keys(settings: Settings) -> SigningKeys:
     if settings.signing_key_pem:
         pem = settings.signing_key_pem.encode()
     elif settings.environment == "production" or settings.signing_key_file:
         pem = settings.resolved_signing_key_file.read_bytes()
     else:
-        pem = _read_or_create(settings.resolved_signing_key_file)
+        pem = read_or_create(settings.resolved_signing_key_file, generate_private_pem)
     return keys_from_pem(pem)
 
 

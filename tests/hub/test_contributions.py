@@ -19,6 +19,7 @@ from tests.factories import (
     get_token,
     gql,
     grant,
+    learner_id_for,
     make_family,
     make_provider,
     skill,
@@ -38,6 +39,11 @@ async def setup(client, engine):  # type: ignore[no-untyped-def]
     return family, provider, token
 
 
+def lid(setup) -> str:  # type: ignore[no-untyped-def]
+    family, provider, _ = setup
+    return learner_id_for(family, provider)
+
+
 async def _count(engine, model) -> int:  # type: ignore[no-untyped-def]
     async with engine.connect() as conn:
         return (await conn.execute(select(func.count()).select_from(model))).scalar_one()
@@ -46,7 +52,7 @@ async def _count(engine, model) -> int:  # type: ignore[no-untyped-def]
 async def test_same_batch_twice_stores_once_and_says_so(client, engine, setup):
     family, _, token = setup
     items = [activity(n) for n in range(50)]
-    variables = {"learner": str(family.learner_id), "items": items}
+    variables = {"learner": lid(setup), "items": items}
     first = (await gql(client, token, RECORD_ACTIVITIES, variables)).json()["data"]["recordActivities"]
     second = (await gql(client, token, RECORD_ACTIVITIES, variables)).json()["data"]["recordActivities"]
     assert first == {"received": 50, "created": 50, "updated": 0, "unchanged": 0}
@@ -56,13 +62,13 @@ async def test_same_batch_twice_stores_once_and_says_so(client, engine, setup):
 
 async def test_resend_with_changed_content_updates_in_place(client, engine, setup):
     family, _, token = setup
-    await gql(client, token, CONTRIBUTE_SKILLS, {"learner": str(family.learner_id), "items": [skill(0, 2.0), skill(1, 3.0)]})
+    await gql(client, token, CONTRIBUTE_SKILLS, {"learner": lid(setup), "items": [skill(0, 2.0), skill(1, 3.0)]})
     corrected = [skill(0, 2.5), skill(1, 3.0), skill(2, 3.5)]
-    result = (await gql(client, token, CONTRIBUTE_SKILLS, {"learner": str(family.learner_id), "items": corrected})).json()
+    result = (await gql(client, token, CONTRIBUTE_SKILLS, {"learner": lid(setup), "items": corrected})).json()
     assert result["data"]["contributeSkills"] == {"received": 3, "created": 1, "updated": 1, "unchanged": 1}
     assert await _count(engine, SkillAssessment) == 3
     body = (await gql(client, token, "query($id: ID!) { learner(id: $id) { skills { nodes { sourceId proficiency createdAt updatedAt skill { key } } } } }",
-                      {"id": str(family.learner_id)})).json()
+                      {"id": lid(setup)})).json()
     nodes = body["data"]["learner"]["skills"]["nodes"]
     # Newest first: the progression of one skill, in time order when reversed.
     assert [(n["sourceId"], n["proficiency"]) for n in nodes] == [
@@ -75,11 +81,11 @@ async def test_resend_with_changed_content_updates_in_place(client, engine, setu
 
 async def test_badges_round_trip_in_open_badges_shape(client, engine, setup):
     family, provider, token = setup
-    await gql(client, token, CONTRIBUTE_BADGES, {"learner": str(family.learner_id), "items": [badge(1), badge(2)]})
+    await gql(client, token, CONTRIBUTE_BADGES, {"learner": lid(setup), "items": [badge(1), badge(2)]})
     body = (await gql(client, token, """query($id: ID!) { learner(id: $id) { badges(first: 1) {
         nodes { sourceId contributedBy awardedDate achievement { id name description criteria { narrative } }
                 issuer { id name } }
-        pageInfo { hasNextPage endCursor } } } }""", {"id": str(family.learner_id)})).json()
+        pageInfo { hasNextPage endCursor } } } }""", {"id": lid(setup)})).json()
     page = body["data"]["learner"]["badges"]
     assert page["nodes"] == [{
         "sourceId": "badge-2", "contributedBy": str(provider.provider_id), "awardedDate": "2026-02-03T00:00:00+00:00",
@@ -94,13 +100,13 @@ async def test_activity_pagination_and_filters(client, engine, setup):
     family, _, token = setup
     base = datetime(2026, 3, 1, tzinfo=UTC)
     items = [activity(n, when=base, verb="completed" if n % 2 else "attempted") for n in range(25)]
-    await gql(client, token, RECORD_ACTIVITIES, {"learner": str(family.learner_id), "items": items})
+    await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": items})
     query = """query($id: ID!, $after: String, $since: DateTime, $until: DateTime, $verb: String) {
       learner(id: $id) { activities(first: 10, after: $after, since: $since, until: $until, verb: $verb) {
         nodes { sourceId timestamp verb { id } } pageInfo { hasNextPage endCursor } } } }"""
     seen, after = [], None
     while True:
-        body = (await gql(client, token, query, {"id": str(family.learner_id), "after": after})).json()
+        body = (await gql(client, token, query, {"id": lid(setup), "after": after})).json()
         page = body["data"]["learner"]["activities"]
         seen += [n["sourceId"] for n in page["nodes"]]
         if not page["pageInfo"]["hasNextPage"]:
@@ -109,7 +115,7 @@ async def test_activity_pagination_and_filters(client, engine, setup):
     assert seen == [f"act-{n}" for n in reversed(range(25))]
 
     body = (await gql(client, token, query, {
-        "id": str(family.learner_id), "since": (base + timedelta(minutes=5)).isoformat(),
+        "id": lid(setup), "since": (base + timedelta(minutes=5)).isoformat(),
         "until": (base + timedelta(minutes=9)).isoformat(), "verb": "http://adlnet.gov/expapi/verbs/completed",
     })).json()
     assert [n["sourceId"] for n in body["data"]["learner"]["activities"]["nodes"]] == ["act-7", "act-5"]
@@ -119,9 +125,9 @@ async def test_activity_result_round_trips(client, engine, setup):
     family, _, token = setup
     item = activity(1, result={"score": {"scaled": 0.8, "raw": 8, "min": 0, "max": 10}, "success": True,
                                "completion": True, "duration": "PT12M30S"})
-    await gql(client, token, RECORD_ACTIVITIES, {"learner": str(family.learner_id), "items": [item, activity(2)]})
+    await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [item, activity(2)]})
     body = (await gql(client, token, "query($id: ID!) { learner(id: $id) { activities { nodes { sourceId result { score { scaled raw min max } success completion duration } } } } }",
-                      {"id": str(family.learner_id)})).json()
+                      {"id": lid(setup)})).json()
     assert body["data"]["learner"]["activities"]["nodes"] == [
         {"sourceId": "act-2", "result": None},
         {"sourceId": "act-1", "result": {"score": {"scaled": 0.8, "raw": 8.0, "min": 0.0, "max": 10.0},
@@ -144,7 +150,7 @@ BAD_ACTIVITY_BATCHES = {
 async def test_bad_batches_are_refused_whole_with_a_clear_error(client, engine, setup, case):  # type: ignore[no-untyped-def]
     family, _, token = setup
     items, mention = BAD_ACTIVITY_BATCHES[case]
-    response = await gql(client, token, RECORD_ACTIVITIES, {"learner": str(family.learner_id), "items": items})
+    response = await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": items})
     assert response.status_code == 200
     body = response.json()
     assert body["data"] == {"recordActivities": None}
@@ -157,7 +163,7 @@ async def test_bad_batches_are_refused_whole_with_a_clear_error(client, engine, 
 async def test_batch_over_the_limit_is_refused(client, engine, setup, settings):
     family, _, token = setup
     items = [activity(n) for n in range(settings.max_batch_size + 1)]
-    body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": str(family.learner_id), "items": items})).json()
+    body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": items})).json()
     assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "activities"}
     assert f"limit per call is {settings.max_batch_size}" in body["errors"][0]["message"]
     assert await _count(engine, Activity) == 0
@@ -166,7 +172,7 @@ async def test_batch_over_the_limit_is_refused(client, engine, setup, settings):
 async def test_field_errors_name_the_entry_and_field(client, engine, setup):
     family, _, token = setup
     items = [activity(0), {**activity(1), "timestamp": "2026-01-01T10:00:00"}]
-    body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": str(family.learner_id), "items": items})).json()
+    body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": items})).json()
     assert body["errors"][0]["extensions"]["errors"] == [
         {"path": ["activities", 1, "timestamp"], "message": "Input should have timezone info"}
     ]
@@ -176,10 +182,10 @@ async def test_invalid_badge_and_skill_inputs(client, engine, setup):
     family, _, token = setup
     no_criteria = badge(1)
     no_criteria["achievement"]["criteria"] = {}
-    body = (await gql(client, token, CONTRIBUTE_BADGES, {"learner": str(family.learner_id), "items": [badge(0), no_criteria]})).json()
+    body = (await gql(client, token, CONTRIBUTE_BADGES, {"learner": lid(setup), "items": [badge(0), no_criteria]})).json()
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     off_scale = skill(0, 5.0)
-    body = (await gql(client, token, CONTRIBUTE_SKILLS, {"learner": str(family.learner_id), "items": [off_scale]})).json()
+    body = (await gql(client, token, CONTRIBUTE_SKILLS, {"learner": lid(setup), "items": [off_scale]})).json()
     assert "outside the scale" in str(body["errors"][0]["extensions"]["errors"])
     assert await _count(engine, Badge) == 0 and await _count(engine, SkillAssessment) == 0
 
@@ -223,7 +229,7 @@ async def test_non_json_body_is_4xx(client, setup):
 )
 async def test_bad_read_arguments(client, setup, query, argument):  # type: ignore[no-untyped-def]
     family, _, token = setup
-    body = (await gql(client, token, query, {"id": str(family.learner_id)})).json()
+    body = (await gql(client, token, query, {"id": lid(setup)})).json()
     assert body["data"]["learner"]["activities"] is None
     assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": argument}
 

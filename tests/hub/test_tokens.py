@@ -17,7 +17,7 @@ from hub.oauth.keys import generate_private_pem, keys_from_pem
 from hub.oauth.models import IssuedToken
 from hub.providers.models import OAuthClient
 from tests.conftest import ISSUER
-from tests.factories import get_token, gql, grant, make_family, make_provider
+from tests.factories import get_token, gql, grant, learner_id_for, make_family, make_provider
 
 QUERY = "{ learners { nodes { id } } }"
 AUDIENCE = f"{ISSUER}/graphql"
@@ -211,7 +211,7 @@ async def test_missing_scope_for_a_field_is_refused_even_with_a_grant(client, en
     await grant(engine, family, provider, "badges", Action.READ)
     token = await get_token(client, provider, scope="activities:contribute")
     body = (await gql(client, token, "query($id: ID!) { learner(id: $id) { badges { nodes { id } } } }",
-                      {"id": str(family.learner_id)})).json()
+                      {"id": learner_id_for(family, provider)})).json()
     assert body["data"]["learner"]["badges"] is None
     assert body["errors"][0]["extensions"] == {"code": "INSUFFICIENT_SCOPE", "section": "badges", "action": "read"}
 

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: fdd410be5ccb
+Revision ID: bf09a9a55fa6
 Revises: 
-Create Date: 2026-11-23 10:51:25.790580
+Create Date: 2026-11-23 11:04:36.486517
 
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = 'fdd410be5ccb'
+revision: str = 'bf09a9a55fa6'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -160,6 +160,15 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_learner_guardian_guardian_id'), ['guardian_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_learner_guardian_learner_id'), ['learner_id'], unique=False)
 
+    op.create_table('learner_pseudonym',
+    sa.Column('provider_id', sa.Uuid(), nullable=False),
+    sa.Column('learner_id', sa.Uuid(), nullable=False),
+    sa.Column('pseudonym', sa.String(length=40), nullable=False),
+    sa.ForeignKeyConstraint(['learner_id'], ['learner.id'], name=op.f('fk_learner_pseudonym_learner_id_learner'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['provider_id'], ['provider.id'], name=op.f('fk_learner_pseudonym_provider_id_provider'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('provider_id', 'learner_id', name=op.f('pk_learner_pseudonym')),
+    sa.UniqueConstraint('provider_id', 'pseudonym', name=op.f('uq_learner_pseudonym_provider_id_pseudonym'))
+    )
     op.create_table('oauth_client',
     sa.Column('client_id', sa.String(length=64), nullable=False),
     sa.Column('provider_id', sa.Uuid(), nullable=False),
@@ -237,6 +246,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_oauth_client_provider_id'))
 
     op.drop_table('oauth_client')
+    op.drop_table('learner_pseudonym')
     with op.batch_alter_table('learner_guardian', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_learner_guardian_learner_id'))
         batch_op.drop_index(batch_op.f('ix_learner_guardian_guardian_id'))
