@@ -122,6 +122,14 @@ async def load_demo(
                     pseudonym_key=pseudonym_key,
                 )
 
+    async def _contribute(access: ProviderAccess, learner_id: UUID, section: str, entries: list[Any]) -> None:
+        # The same path a provider request takes: decide, write, count, chain the log.
+        allowed = await access.authorize(learner_id, section, Action.CONTRIBUTE)
+        report = await contribute_entries(session=session, access=allowed, section=section, learner_id=learner_id,
+                                          provider_id=access.provider_id, entries=entries, now=now)
+        access.disclosed(learner_id, section, Action.CONTRIBUTE, report.created + report.updated)
+        await access.flush_log()
+
     def access_for(provider_name: str) -> ProviderAccess:
         token = TokenContext(jti="demo-loader", client_id=next(c.client_id for c in clients if c.provider == provider_name),
                              provider_id=provider_ids[provider_name], scopes=frozenset(all_scopes()))
@@ -145,10 +153,7 @@ async def load_demo(
                 timestamp=now - timedelta(minutes=rng.randint(1, 60 * 24 * 365)),
             ))
         for start in range(0, len(activities), 1000):
-            batch = activities[start:start + 1000]
-            allowed = await codequest.authorize(learner_id, "activities", Action.CONTRIBUTE, entry_count=len(batch))
-            await contribute_entries(session=session, access=allowed, section="activities", learner_id=learner_id,
-                                     provider_id=provider_ids["CodeQuest"], entries=batch, now=now)
+            await _contribute(codequest, learner_id, "activities", activities[start:start + 1000])
 
         school = access_for("Riverside High School")
         skills = []
@@ -163,9 +168,7 @@ async def load_demo(
                     proficiency=round(level, 1),
                     assessed_at=now - timedelta(days=90 * (4 - term)),
                 ))
-        allowed = await school.authorize(learner_id, "skills", Action.CONTRIBUTE, entry_count=len(skills))
-        await contribute_entries(session=session, access=allowed, section="skills", learner_id=learner_id,
-                                 provider_id=provider_ids["Riverside High School"], entries=skills, now=now)
+        await _contribute(school, learner_id, "skills", skills)
 
         club = access_for("Harbor Robotics Club")
         badges = [
@@ -184,9 +187,7 @@ async def load_demo(
             for b, (slug, title) in enumerate([("first-build", "First robot build"), ("soldering", "Safe soldering"),
                                                ("team-lead", "Team leadership")])
         ]
-        allowed = await club.authorize(learner_id, "badges", Action.CONTRIBUTE, entry_count=len(badges))
-        await contribute_entries(session=session, access=allowed, section="badges", learner_id=learner_id,
-                                 provider_id=provider_ids["Harbor Robotics Club"], entries=badges, now=now)
+        await _contribute(club, learner_id, "badges", badges)
     return clients
 
 

@@ -1,12 +1,13 @@
 """Imports every model so ``Base.metadata`` is complete (Alembic, tests)."""
 
-from hub.grants.models import ConsentGrant, DisclosureEvent, LearnerPseudonym
+from hub.grants.models import AccessRequest, ConsentGrant, DisclosureEvent, LearnerLogHead, LearnerPseudonym
 from hub.oauth.models import IssuedToken
 from hub.people.models import Guardian, Learner, LearnerGuardian
 from hub.providers.models import OAuthClient, Provider
 from hub.records.models import Activity, Badge, SkillAssessment
 
 __all__ = [
+    "AccessRequest",
     "Activity",
     "Badge",
     "ConsentGrant",
@@ -15,6 +16,7 @@ __all__ = [
     "IssuedToken",
     "Learner",
     "LearnerGuardian",
+    "LearnerLogHead",
     "LearnerPseudonym",
     "OAuthClient",
     "Provider",

@@ -1,8 +1,10 @@
 """Enforcing consent on a provider's requests: the only caller of ``consent.decide``.
 
-One ``ProviderAccess`` lives for one API request. It loads a provider's grants for a learner
-once per request (so a revocation is seen by the very next request), asks the pure decision,
-and appends the decision to the disclosure log in the request's transaction.
+One ``ProviderAccess`` lives for one API request (or one sync job step). It loads a provider's
+grants for a learner once per request (never cached across requests, so a revocation bites on the
+very next one), asks the pure decision, and records one disclosure event per (learner, section,
+action) of the request. ``flush_log`` chains those events into the learner's log right before the
+request commits, in the same transaction as the data they describe.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action, Allowed, Denied, DenyReason, GrantView, decide, has_live_grant
-from hub.grants.models import DisclosureEvent
+from hub.grants.log import PendingEvent, append_events
 from hub.grants.service import grants_between, resolve_pseudonym
 from hub.oauth.bearer import TokenContext
 
@@ -37,6 +39,7 @@ class ProviderAccess:
         self.now = now
         self._grants: dict[UUID, list[GrantView]] = {}
         self._resolved: dict[str, UUID] = {}
+        self._events: dict[tuple[UUID, str, Action], PendingEvent] = {}
 
     @property
     def provider_id(self) -> UUID:
@@ -67,37 +70,48 @@ class ProviderAccess:
         await self.require_visible(learner_id)
         return learner_id
 
-    async def authorize(
-        self, learner_id: UUID, section: str, action: Action, *, entry_count: int | None = None
-    ) -> Allowed:
-        """Decide, log, and return the decision or raise ``AccessDenied``/``LearnerNotFound``.
-
-        ``entry_count`` is how many entries a contribution carries (known before the decision).
-        """
+    async def authorize(self, learner_id: UUID, section: str, action: Action) -> Allowed:
+        """Decide and record the decision; return it or raise ``AccessDenied``/``LearnerNotFound``."""
         await self.require_visible(learner_id)
+        grants = await self._grants_for(learner_id)
         decision = decide(
             provider_id=self.provider_id,
             learner_id=learner_id,
             section=section,
             action=action,
             at=self.now,
-            grants=await self._grants_for(learner_id),
+            grants=grants,
             token_scopes=self._token.scopes,
         )
-        self._session.add(
-            DisclosureEvent(
+        key = (learner_id, section, action)
+        # One event per (request, learner, section, action); within a request the grants are
+        # fixed, so a repeated decision is the same decision.
+        if key not in self._events:
+            purpose = next((g.purpose for g in grants if isinstance(decision, Allowed) and g.id == decision.grant_id), None)
+            self._events[key] = PendingEvent(
                 at=self.now,
                 learner_id=learner_id,
                 provider_id=self.provider_id,
                 client_id=self._token.client_id,
+                token_id=self._token.jti,
                 section=section,
                 action=action.value,
                 outcome="allowed" if decision else "denied",
                 reason=decision.reason.value if isinstance(decision, Denied) else None,
                 grant_id=decision.grant_id if isinstance(decision, Allowed) else None,
-                entry_count=entry_count,
+                purpose=purpose,
             )
-        )
         if isinstance(decision, Denied):
             raise AccessDenied(section, action, decision.reason)
         return decision
+
+    def disclosed(self, learner_id: UUID, section: str, action: Action, count: int) -> None:
+        """Add ``count`` entries read or written under an allowed decision to its log event."""
+        event = self._events[(learner_id, section, action)]
+        event.entry_count = (event.entry_count or 0) + count
+
+    async def flush_log(self) -> None:
+        """Chain this request's events into the log; call right before the commit."""
+        events, self._events = list(self._events.values()), {}
+        if events:
+            await append_events(session=self._session, events=events)

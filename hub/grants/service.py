@@ -24,6 +24,8 @@ def _view(grant: ConsentGrant) -> GrantView:
         granted_at=grant.granted_at,
         expires_at=grant.expires_at,
         revoked_at=grant.revoked_at,
+        data_from=grant.data_from,
+        purpose=grant.purpose,
     )
 
 

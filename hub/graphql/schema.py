@@ -55,11 +55,11 @@ async def _resolve_learner(info: GInfo, pairwise_id: str) -> UUID:
         raise learner_not_found() from None
 
 
-async def _authorize(info: GInfo, learner_id: UUID, section: str, action: Action, entry_count: int | None = None):  # type: ignore[no-untyped-def]
+async def _authorize(info: GInfo, learner_id: UUID, section: str, action: Action):  # type: ignore[no-untyped-def]
     ctx = info.context
     try:
         async with ctx.db():
-            return await ctx.access.authorize(learner_id, section, action, entry_count=entry_count)
+            return await ctx.access.authorize(learner_id, section, action)
     except LearnerNotFound:
         raise learner_not_found() from None
     except AccessDenied as denied:
@@ -101,10 +101,12 @@ async def _page(
     try:
         async with info.context.db() as session:
             page = await record_service.list_entries(
-                session=session, access=allowed, section=section, learner_id=learner_id, first=first, after=after, **filters
+                session=session, access=allowed, section=section, learner_id=learner_id,
+                reader_provider_id=info.context.token.provider_id, first=first, after=after, **filters,
             )
     except record_service.InvalidCursor as exc:
         raise bad_input(str(exc), argument="after") from None
+    info.context.access.disclosed(learner_id, section, Action.READ, len(page.entries))
     nodes = [to_node(row) for row in page.entries]
     edges = [
         types.Edge(cursor=record_service.encode_cursor(getattr(row, record_service.ORDER_ATTRIBUTE[section]), row.id), node=node)
@@ -206,7 +208,7 @@ def _validate_batch(info: GInfo, section: str, items: list[Any], argument: str) 
 async def _contribute(info: GInfo, learner_id_raw: str, section: str, items: list[Any], argument: str) -> types.ContributionResult:
     entries = _validate_batch(info, section, items, argument)
     learner_id = await _resolve_learner(info, learner_id_raw)
-    allowed = await _authorize(info, learner_id, section, Action.CONTRIBUTE, entry_count=len(entries))
+    allowed = await _authorize(info, learner_id, section, Action.CONTRIBUTE)
     ctx = info.context
     try:
         async with ctx.db() as session, session.begin_nested():
@@ -222,6 +224,7 @@ async def _contribute(info: GInfo, learner_id_raw: str, section: str, items: lis
     except IntegrityError:
         # Another request stored some of these source ids between our lookup and insert.
         raise api_error(ErrorCode.CONFLICT, "a concurrent request stored some of these entries; retry the batch") from None
+    ctx.access.disclosed(learner_id, section, Action.CONTRIBUTE, report.created + report.updated)
     return types.ContributionResult(
         received=report.received, created=report.created, updated=report.updated, unchanged=report.unchanged
     )
@@ -253,6 +256,8 @@ class CommitOperation(SchemaExtension):
         if not isinstance(context, Context):
             return
         try:
+            async with context.db():
+                await context.access.flush_log()
             await context.commit()
         except Exception:
             log.exception("commit of a GraphQL operation failed")

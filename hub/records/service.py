@@ -198,6 +198,7 @@ async def list_entries(
     access: Allowed,
     section: str,
     learner_id: UUID,
+    reader_provider_id: UUID,
     first: int,
     after: str | None = None,
     since: datetime | None = None,
@@ -205,15 +206,19 @@ async def list_entries(
     verb_id: str | None = None,
     skill_key: str | None = None,
 ) -> Page:
-    """A page of one learner's entries in one section, newest first.
+    """A page of one learner's entries in one section, newest first, as far as ``access`` allows.
 
-    Keyset pagination on (time, id) walks the (learner_id, time, id) index, so page N costs the
-    same as page 1 (no OFFSET).
+    The decision narrows the query: ``read_own`` to the provider's own entries, a grant's data
+    window to entries dated on or after its start. Keyset pagination on (time, id) walks the
+    (learner_id, time, id) index, so page N costs the same as page 1 (no OFFSET).
     """
-    del access
     model = SECTION_MODELS[section]
     at_col = _ORDER_COLUMN[section]
     query = select(model).where(model.learner_id == learner_id)
+    if access.own_only:
+        query = query.where(model.provider_id == reader_provider_id)
+    if access.data_from is not None:
+        query = query.where(at_col >= access.data_from)
     if after is not None:
         cursor_at, cursor_id = decode_cursor(after)
         query = query.where(or_(at_col < cursor_at, and_(at_col == cursor_at, model.id < cursor_id)))
