@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action
 from consent.sections import UnknownSection, catalogue
-from hub.config import get_settings, pseudonym_key
+from hub.config import control_policy, get_settings, pseudonym_key
 from hub.db import make_engine, make_sessionmaker
 
 app = typer.Typer(help="Kinfolio learner record hub.", no_args_is_help=True, add_completion=False)
@@ -31,8 +31,12 @@ provider_app = typer.Typer(help="Providers (schools, apps, clubs).", no_args_is_
 client_app = typer.Typer(help="OAuth clients of providers.", no_args_is_help=True)
 grant_app = typer.Typer(help="Consent grants.", no_args_is_help=True)
 schema_app = typer.Typer(help="Exported schemas (GraphQL SDL, JSON Schemas).", no_args_is_help=True)
+requests_app = typer.Typer(help="Providers' access requests, decided by the learner's controllers.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained disclosure log.", no_args_is_help=True)
+receipts_app = typer.Typer(help="Signed consent receipts.", no_args_is_help=True)
 for sub, name in [(db_app, "db"), (guardian_app, "guardian"), (learner_app, "learner"), (provider_app, "provider"),
-                  (client_app, "client"), (grant_app, "grant"), (schema_app, "schema")]:
+                  (client_app, "client"), (grant_app, "grant"), (schema_app, "schema"), (requests_app, "requests"),
+                  (audit_app, "audit"), (receipts_app, "receipts")]:
     app.add_typer(sub, name=name)
 
 T = TypeVar("T")
@@ -69,6 +73,16 @@ def _parse_uuid(value: str, what: str) -> UUID:
     except ValueError:
         _fail(f"{what} {value!r} is not a UUID")
         raise
+
+
+def _parse_instant(value: str, option: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        _fail(f"{option} must be an ISO 8601 instant with an offset, e.g. 2026-09-01T00:00:00Z")
+    return parsed  # type: ignore[return-value]
 
 
 def _parse_action(value: str) -> Action:
@@ -215,6 +229,32 @@ def client_create(
 # -- consent ---------------------------------------------------------------------------------
 
 
+def _actor_options(by: str | None, as_learner: bool) -> None:
+    if bool(by) == as_learner:
+        _fail("say who acts: --by GUARDIAN_EMAIL, or --as-learner for a learner who is of age")
+
+
+async def _resolve_actor(session: AsyncSession, by: str | None, as_learner: bool) -> Any:
+    from hub.grants.family import Actor
+    from hub.people.service import get_guardian_by_email
+
+    if as_learner:
+        return Actor.learner()
+    guardian = await get_guardian_by_email(session=session, email=by or "")
+    if guardian is None:
+        raise LookupError(f"no guardian with email {by}")
+    return Actor.guardian(guardian.id)
+
+
+async def _provider_id(session: AsyncSession, name: str) -> UUID:
+    from hub.providers.service import get_provider_by_name
+
+    found = await get_provider_by_name(session=session, name=name)
+    if found is None:
+        raise LookupError(f"no provider named {name!r}")
+    return found.id
+
+
 @grant_app.command("create")
 def grant_create(
     learner: Annotated[str, typer.Option(help="Learner id.")],
@@ -222,33 +262,38 @@ def grant_create(
     section: Annotated[str, typer.Option()],
     action: Annotated[str, typer.Option(help="read or contribute")],
     purpose: Annotated[str, typer.Option(help="Why, in plain words.")],
-    by: Annotated[str, typer.Option(help="Email of the granting guardian.")],
+    by: Annotated[str | None, typer.Option(help="Email of the granting guardian.")] = None,
+    as_learner: Annotated[bool, typer.Option("--as-learner", help="The learner (18+) grants for themself.")] = False,
     expires_in_days: Annotated[int | None, typer.Option(min=1)] = None,
+    data_from: Annotated[str | None, typer.Option(help="Only entries dated from this instant (ISO 8601 with offset) may be read.")] = None,
 ) -> None:
-    """Grant a provider read or contribute access to one section of a learner's record."""
-    from hub.grants.service import grant_access
-    from hub.people.service import get_guardian_by_email
-    from hub.providers.service import get_provider_by_name
+    """Grant a provider read or contribute access to one section of a learner's record.
+
+    Who may grant follows the learner's age (KINFOLIO_CONSENT_* settings): guardians until the age of
+    majority, then the learner.
+    """
+    from hub.grants.family import NotPermitted, grant_by
 
     learner_id = _parse_uuid(learner, "learner")
     parsed_action = _parse_action(action)
+    _actor_options(by, as_learner)
     if section not in catalogue():
         _fail(f"unknown section {section!r}; known sections: {', '.join(sorted(catalogue()))}")
+    window = _parse_instant(data_from, "--data-from") if data_from else None
+    settings = get_settings()
 
     async def work(session: AsyncSession) -> tuple[UUID, bool]:
-        found = await get_provider_by_name(session=session, name=provider)
-        guardian = await get_guardian_by_email(session=session, email=by)
-        if found is None:
-            raise LookupError(f"no provider named {provider!r}")
-        if guardian is None:
-            raise LookupError(f"no guardian with email {by}")
-        await _require_guardian_of(session, guardian.id, learner_id)
         now = datetime.now(UTC)
-        grant, created = await grant_access(
-            session=session, learner_id=learner_id, provider_id=found.id, section=section, action=parsed_action,
-            purpose=purpose, granted_by=guardian.id, now=now, pseudonym_key=pseudonym_key(get_settings()),
-            expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
-        )
+        provider_id = await _provider_id(session, provider)
+        actor = await _resolve_actor(session, by, as_learner)
+        try:
+            grant, created = await grant_by(
+                session=session, actor=actor, learner_id=learner_id, provider_id=provider_id, section=section, action=parsed_action,
+                purpose=purpose, now=now, pseudonym_key=pseudonym_key(settings), policy=control_policy(settings),
+                expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None, data_from=window,
+            )
+        except NotPermitted as exc:
+            raise LookupError(f"not permitted: {exc}") from None
         return grant.id, created
 
     grant_id, created = _in_transaction(work)
@@ -259,30 +304,35 @@ def grant_create(
 def grant_revoke(
     learner: Annotated[str, typer.Option(help="Learner id.")],
     provider: Annotated[str, typer.Option(help="Provider name.")],
-    by: Annotated[str, typer.Option(help="Email of the revoking guardian.")],
+    by: Annotated[str | None, typer.Option(help="Email of the revoking guardian.")] = None,
+    as_learner: Annotated[bool, typer.Option("--as-learner", help="The learner (18+) revokes for themself.")] = False,
     section: Annotated[str | None, typer.Option(help="Omit to revoke every section.")] = None,
     action: Annotated[str | None, typer.Option(help="Omit to revoke both actions.")] = None,
+    delete_contributions: Annotated[bool, typer.Option(help="Also delete what the provider contributed (default: keep).")] = False,
 ) -> None:
     """Revoke grants; takes effect on the provider's very next request."""
-    from hub.grants.service import revoke_access
-    from hub.people.service import get_guardian_by_email
-    from hub.providers.service import get_provider_by_name
+    from hub.grants.family import NotPermitted, revoke_by
 
     learner_id = _parse_uuid(learner, "learner")
     parsed_action = _parse_action(action) if action else None
+    _actor_options(by, as_learner)
+    if section is not None and section not in catalogue():
+        _fail(f"unknown section {section!r}; known sections: {', '.join(sorted(catalogue()))}")
+    settings = get_settings()
 
-    async def work(session: AsyncSession) -> int:
-        found = await get_provider_by_name(session=session, name=provider)
-        guardian = await get_guardian_by_email(session=session, email=by)
-        if found is None:
-            raise LookupError(f"no provider named {provider!r}")
-        if guardian is None:
-            raise LookupError(f"no guardian with email {by}")
-        await _require_guardian_of(session, guardian.id, learner_id)
-        return await revoke_access(session=session, learner_id=learner_id, provider_id=found.id, revoked_by=guardian.id,
-                                   now=datetime.now(UTC), section=section, action=parsed_action)
+    async def work(session: AsyncSession) -> tuple[int, int]:
+        provider_id = await _provider_id(session, provider)
+        actor = await _resolve_actor(session, by, as_learner)
+        try:
+            return await revoke_by(
+                session=session, actor=actor, learner_id=learner_id, provider_id=provider_id, now=datetime.now(UTC), policy=control_policy(settings),
+                section=section, action=parsed_action, delete_contributions=delete_contributions,
+            )
+        except NotPermitted as exc:
+            raise LookupError(f"not permitted: {exc}") from None
 
-    typer.echo(f"revoked {_in_transaction(work)} grant(s)")
+    revoked, deleted = _in_transaction(work)
+    typer.echo(f"revoked {revoked} grant(s)" + (f"; deleted {deleted} contributed entr(ies)" if delete_contributions else ""))
 
 
 @grant_app.command("list")
@@ -304,16 +354,138 @@ def grant_list(learner: Annotated[str | None, typer.Option(help="Learner id.")] 
         }))
 
 
-async def _require_guardian_of(session: AsyncSession, guardian_id: UUID, learner_id: UUID) -> None:
-    from sqlalchemy import select
+# -- access requests, audit, receipts ---------------------------------------------------------
 
-    from hub.people.models import LearnerGuardian
 
-    link = await session.execute(
-        select(LearnerGuardian.id).where(LearnerGuardian.guardian_id == guardian_id, LearnerGuardian.learner_id == learner_id)
-    )
-    if link.first() is None:
-        raise LookupError("that guardian is not a guardian of that learner")
+@requests_app.command("list")
+def requests_list(
+    learner: Annotated[str, typer.Option(help="Learner id.")],
+    status: Annotated[str | None, typer.Option(help="pending | approved | partially_approved | denied")] = None,
+) -> None:
+    """A learner's access requests, newest first, as JSON lines."""
+    from hub.grants.family import list_requests
+
+    learner_id = _parse_uuid(learner, "learner")
+
+    async def work(session: AsyncSession) -> list[Any]:
+        return await list_requests(session=session, learner_id=learner_id, status=status)
+
+    for r in _in_transaction(work):
+        typer.echo(json.dumps({
+            "id": str(r.id), "provider": str(r.provider_id), "items": r.items, "approved": r.approved_items,
+            "purpose": r.purpose, "duration_days": r.duration_days, "status": r.status,
+            "created_at": r.created_at.isoformat(), "decided_at": r.decided_at.isoformat() if r.decided_at else None,
+        }))
+
+
+def _decide(request: str, by: str | None, as_learner: bool, approve: list[str] | None, deny: bool) -> Any:
+    from hub.grants.family import NotPermitted, decide_request
+
+    request_id = _parse_uuid(request, "request")
+    _actor_options(by, as_learner)
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> Any:
+        actor = await _resolve_actor(session, by, as_learner)
+        try:
+            return await decide_request(
+                session=session, actor=actor, request_id=request_id, now=datetime.now(UTC),
+                pseudonym_key=pseudonym_key(settings), policy=control_policy(settings), approve=approve, deny=deny,
+            )
+        except NotPermitted as exc:
+            raise LookupError(f"not permitted: {exc}") from None
+
+    return _in_transaction(work)
+
+
+@requests_app.command("approve")
+def requests_approve(
+    request: Annotated[str, typer.Argument(help="Request id.")],
+    by: Annotated[str | None, typer.Option(help="Email of the deciding guardian.")] = None,
+    as_learner: Annotated[bool, typer.Option("--as-learner")] = False,
+    only: Annotated[list[str] | None, typer.Option(help="Approve only these section:action items (repeat).")] = None,
+) -> None:
+    """Approve all of a request, or only some items with --only."""
+    r = _decide(request, by, as_learner, only or None, False)
+    typer.echo(f"{r.status}: granted {', '.join(r.approved_items) or 'nothing yet'}")
+
+
+@requests_app.command("deny")
+def requests_deny(
+    request: Annotated[str, typer.Argument(help="Request id.")],
+    by: Annotated[str | None, typer.Option(help="Email of the deciding guardian.")] = None,
+    as_learner: Annotated[bool, typer.Option("--as-learner")] = False,
+) -> None:
+    """Deny a request; the provider may not ask again during the cool-down."""
+    r = _decide(request, by, as_learner, None, True)
+    typer.echo(f"{r.status}")
+
+
+@audit_app.command("verify")
+def audit_verify(learner: Annotated[str | None, typer.Option(help="Only this learner's chain.")] = None) -> None:
+    """Recompute the disclosure log's hash chains; exit 1 if any event was edited, deleted or reordered."""
+    from hub.grants.log import verify_log
+
+    learner_ids = [_parse_uuid(learner, "learner")] if learner else None
+
+    async def work(session: AsyncSession) -> Any:
+        return await verify_log(session=session, learner_ids=learner_ids)
+
+    checked, problems = _in_transaction(work)
+    for p in problems:
+        typer.echo(f"learner {p.learner_id} seq {p.seq if p.seq is not None else '-'}: {p.problem}")
+    typer.echo(f"checked {checked} event(s): {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    if problems:
+        raise typer.Exit(code=1)
+
+
+@audit_app.command("log")
+def audit_log(
+    learner: Annotated[str, typer.Option(help="Learner id.")],
+    first: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    before_seq: Annotated[int | None, typer.Option(help="Page: events before this sequence number.")] = None,
+    section: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """A learner's disclosure log, newest first, as JSON lines."""
+    from hub.grants.log import list_disclosures
+
+    learner_id = _parse_uuid(learner, "learner")
+
+    async def work(session: AsyncSession) -> list[Any]:
+        return await list_disclosures(session=session, learner_id=learner_id, first=first, before_seq=before_seq,
+                                      section=section)
+
+    for e in _in_transaction(work):
+        typer.echo(json.dumps({
+            "seq": e.seq, "at": e.at.isoformat(), "provider": str(e.provider_id), "client": e.client_id,
+            "token": e.token_id, "section": e.section, "action": e.action, "outcome": e.outcome, "reason": e.reason,
+            "purpose": e.purpose, "entries": e.entry_count, "hash": e.hash,
+        }))
+
+
+@receipts_app.command("export")
+def receipts_export(
+    learner: Annotated[str, typer.Option(help="Learner id.")],
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of standard output.")] = None,
+) -> None:
+    """Signed consent receipts (grant and revocation) for a learner, as JSON."""
+    from hub.grants.receipts import signed_receipts
+    from hub.oauth.keys import load_signing_keys
+
+    learner_id = _parse_uuid(learner, "learner")
+    settings = get_settings()
+    keys = load_signing_keys(settings)
+
+    async def work(session: AsyncSession) -> list[Any]:
+        return await signed_receipts(session=session, learner_id=learner_id, signing_keys=keys.private,
+                                     issuer=settings.issuer, policy_name=settings.consent_policy_name)
+
+    text = json.dumps(_in_transaction(work), indent=2)
+    if out:
+        out.write_text(text + "\n")
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text)
 
 
 # -- demo, serve, schemas --------------------------------------------------------------------

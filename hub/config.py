@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from consent.control import ControlPolicy
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KINFOLIO_", env_file=".env", extra="ignore")
@@ -38,6 +40,14 @@ class Settings(BaseSettings):
     # Key of the pairwise learner ids (consent/pseudonyms.py), hex, at least 32 bytes. Generated
     # under data_dir in development; production must supply it and never change it.
     pseudonym_key_hex: str | None = Field(default=None, min_length=64)
+
+    # Consent policy (consent/control.py): the jurisdiction's ages and the multi-guardian rule.
+    consent_policy_name: str = "us-default (COPPA under 13, FERPA eligible student at 18)"
+    consent_learner_view_age: int = Field(default=13, ge=1, le=25)
+    consent_adult_age: int = Field(default=18, ge=1, le=25)
+    consent_all_guardians_for_sensitive: bool = False
+    # After a family denies a request, the provider may not ask again for this long.
+    access_request_cooldown_days: int = Field(default=7, ge=0, le=365)
 
     max_batch_size: int = Field(default=1000, ge=1, le=10_000)
     max_page_size: int = Field(default=100, ge=1, le=1000)
@@ -92,6 +102,15 @@ class Settings(BaseSettings):
     @property
     def resolved_signing_key_file(self) -> Path:
         return self.signing_key_file or self.data_dir / "jwt-signing-key.pem"
+
+
+def control_policy(settings: Settings) -> ControlPolicy:
+    return ControlPolicy(
+        name=settings.consent_policy_name,
+        learner_view_age=settings.consent_learner_view_age,
+        adult_age=settings.consent_adult_age,
+        all_guardians_for_sensitive=settings.consent_all_guardians_for_sensitive,
+    )
 
 
 def pseudonym_key(settings: Settings) -> bytes:

@@ -45,6 +45,10 @@ class ProviderAccess:
     def provider_id(self) -> UUID:
         return self._token.provider_id
 
+    async def grants_for(self, learner_id: UUID) -> list[GrantView]:
+        """This provider's grants for the learner, loaded once per request."""
+        return await self._grants_for(learner_id)
+
     async def _grants_for(self, learner_id: UUID) -> list[GrantView]:
         if learner_id not in self._grants:
             self._grants[learner_id] = await grants_between(

@@ -101,6 +101,9 @@ class AccessRequest(Base):
     duration_days: Mapped[int | None] = mapped_column(Integer())
     status: Mapped[str] = mapped_column(String(20))  # pending | approved | partially_approved | denied
     approved_items: Mapped[list[str]] = mapped_column(JSON(), default=list)
+    # Guardians' approvals so far, [{"by": guardian id, "items": [...]}], for items that need
+    # several approvers (sensitive sections under an all-guardians policy).
+    approvals: Mapped[list[dict]] = mapped_column(JSON(), default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -118,6 +118,12 @@ class ActivityInput:
     result: ActivityResultInput | None = None
 
 
+@strawberry.input(description="One section x action to ask for.")
+class AccessItemInput:
+    section: str
+    action: str
+
+
 def as_plain(value: Any) -> Any:
     """Strawberry input -> plain dicts for pydantic (omitted optionals become None)."""
     return dataclasses.asdict(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -30,12 +30,14 @@ from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import ExecutionContext, Info
 
-from consent import Action, DenyReason
+from consent import Action, DenyReason, parse_scope
+from consent.sections import UnknownSection
 from consent.pseudonyms import looks_like_pairwise_id
 from hub.config import Settings
 from hub.graphql import inputs, types
 from hub.graphql.context import Context
 from hub.graphql.errors import EXPECTED_CODES, ErrorCode, api_error, bad_input, learner_not_found
+from hub.grants import requests as request_service
 from hub.grants import service as grant_service
 from hub.grants.enforce import AccessDenied, LearnerNotFound
 from hub.records import service as record_service
@@ -173,9 +175,44 @@ class Query:
             page_info=types.PageInfo(has_next_page=has_next, end_cursor=rows[-1][0] if rows else None),
         )
 
+    @strawberry.field(description="This provider's access requests, newest first.")
+    async def access_requests(
+        self, info: GInfo, status: str | None = None, first: int = 20, after: str | None = None
+    ) -> AccessRequestConnection:
+        _check_first(info, first)
+        after_at = None
+        if after is not None:
+            try:
+                after_at = datetime.fromisoformat(after)
+            except ValueError:
+                raise bad_input("the cursor is not one this API returned", argument="after") from None
+        ctx = info.context
+        async with ctx.db() as session:
+            rows, has_next = await request_service.provider_requests(
+                session=session, provider_id=ctx.token.provider_id, status=status, first=first, after=after_at
+            )
+        return AccessRequestConnection(
+            nodes=[_request_type(request, pairwise) for request, pairwise in rows],
+            page_info=types.PageInfo(has_next_page=has_next, end_cursor=rows[-1][0].created_at.isoformat() if rows else None),
+        )
+
     @strawberry.field(description="One learner; null with NOT_FOUND when absent or not shared with this provider.")
     async def learner(self, info: GInfo, id: strawberry.ID) -> Learner | None:
         return Learner(id=id, uuid=await _resolve_learner(info, id))
+
+
+def _request_type(request: Any, pairwise_id: str) -> types.AccessRequest:
+    return types.AccessRequest(
+        id=strawberry.ID(str(request.id)),
+        learner_id=strawberry.ID(pairwise_id),
+        items=[types.AccessItem.parse(i) for i in request.items],
+        approved_items=[types.AccessItem.parse(i) for i in request.approved_items],
+        purpose=request.purpose,
+        duration_days=request.duration_days,
+        status=request.status,
+        created_at=request.created_at,
+        decided_at=request.decided_at,
+    )
 
 
 def _validate_batch(info: GInfo, section: str, items: list[Any], argument: str) -> list[Any]:
@@ -230,8 +267,46 @@ async def _contribute(info: GInfo, learner_id_raw: str, section: str, items: lis
     )
 
 
+AccessRequestConnection = types.AccessRequestConnection
+
+
 @strawberry.type
 class Mutation:
+    @strawberry.mutation(
+        description="Ask the learner's family for sections x actions, with a purpose in plain words. A pending "
+        "request from this provider is merged; after a denial the provider must wait out a cool-down."
+    )
+    async def request_access(
+        self, info: GInfo, learner_id: strawberry.ID, items: list[inputs.AccessItemInput], purpose: str,
+        duration_days: int | None = None,
+    ) -> types.AccessRequestResult | None:
+        wanted = [f"{i.section}:{i.action}" for i in items]
+        if not wanted or len(wanted) > 50:
+            raise bad_input("items must hold between 1 and 50 section/action pairs", argument="items")
+        for item in wanted:
+            try:
+                parse_scope(item)
+            except (ValueError, UnknownSection) as exc:
+                raise bad_input(str(exc), argument="items") from None
+        ctx = info.context
+        beyond = sorted(set(wanted) - ctx.token.scopes)
+        if beyond:
+            raise api_error(ErrorCode.INSUFFICIENT_SCOPE, f"this client may not use {beyond}; it cannot ask for them")
+        learner_id_internal = await _resolve_learner(info, learner_id)
+        try:
+            async with ctx.db() as session, session.begin_nested():
+                request, merged = await request_service.request_access(
+                    session=session, provider_id=ctx.token.provider_id, client_id=ctx.token.client_id,
+                    learner_id=learner_id_internal, items=wanted, purpose=purpose, duration_days=duration_days,
+                    now=ctx.access.now, cooldown=timedelta(days=ctx.settings.access_request_cooldown_days),
+                    live_grants=await ctx.access.grants_for(learner_id_internal),
+                )
+        except request_service.CooldownActive as exc:
+            raise api_error(ErrorCode.REQUEST_COOLDOWN, str(exc), retryAfter=exc.until.isoformat()) from None
+        except ValueError as exc:
+            raise bad_input(str(exc)) from None
+        return types.AccessRequestResult(request=_request_type(request, learner_id), merged=merged)
+
     @strawberry.mutation(description="Contribute a batch of badges for one learner (idempotent on sourceId).")
     async def contribute_badges(self, info: GInfo, learner_id: strawberry.ID, badges: list[inputs.BadgeInput]) -> types.ContributionResult | None:
         return await _contribute(info, learner_id, "badges", badges, "badges")

@@ -241,4 +241,40 @@ class ContributionResult:
     unchanged: int
 
 
+@strawberry.type(description="One section x action, as in a scope: `badges` + `read`.")
+class AccessItem:
+    section: str
+    action: str
+
+    @classmethod
+    def parse(cls, item: str) -> AccessItem:
+        section, _, action = item.partition(":")
+        return cls(section=section, action=action)
+
+
+@strawberry.type(description="A provider's request for access, as the provider sees it.")
+class AccessRequest:
+    id: strawberry.ID
+    learner_id: strawberry.ID = strawberry.field(description="This provider's pairwise id for the learner.")
+    items: list[AccessItem]
+    approved_items: list[AccessItem]
+    purpose: str
+    duration_days: int | None
+    status: str = strawberry.field(description="pending | approved | partially_approved | denied")
+    created_at: datetime
+    decided_at: datetime | None
+
+
+@strawberry.type
+class AccessRequestResult:
+    request: AccessRequest
+    merged: bool = strawberry.field(description="True when merged into a request already pending.")
+
+
+@strawberry.type
+class AccessRequestConnection:
+    nodes: list[AccessRequest]
+    page_info: PageInfo
+
+
 __all__ = ["JSON"]

@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('duration_days', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('approved_items', sa.JSON(), nullable=False),
+    sa.Column('approvals', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),

@@ -89,7 +89,7 @@ def test_guardian_must_be_the_learners_guardian_to_grant(kinfolio):  # type: ign
     kinfolio("provider", "create", "--name", "App", "--kind", "app")
     result = kinfolio("grant", "create", "--learner", learner_id, "--provider", "App", "--section", "skills",
                       "--action", "read", "--purpose", "x", "--by", "stranger@example.org", ok=False)
-    assert result.exit_code == 2 and "not a guardian of that learner" in result.output
+    assert result.exit_code == 2 and "not permitted: not a guardian of this learner" in result.output
 
 
 def test_demo_loads_once_and_prints_a_working_recipe(kinfolio):  # type: ignore[no-untyped-def]
