@@ -76,3 +76,38 @@ async def test_upgrade_is_a_no_op_on_a_populated_database(scratch_url):
     finally:
         await engine.dispose()
 
+
+
+async def test_disclosure_log_written_before_the_chain_is_chained_on_upgrade(scratch_url):
+    from uuid import uuid4
+
+    from hub.db import make_sessionmaker
+    from hub.grants.log import verify_log
+
+    engine = make_engine(scratch_url)
+    try:
+        await migrate.upgrade(engine, "bf09a9a55fa6")
+        learner, provider = uuid4(), uuid4()
+        sqlite = engine.dialect.name == "sqlite"
+
+        def uid(value):  # type: ignore[no-untyped-def]
+            return value.hex if sqlite else value
+
+        def ts(minute: int):  # type: ignore[no-untyped-def]
+            at = datetime(2026, 1, 1, 10, minute, tzinfo=UTC)
+            return at.replace(tzinfo=None) if sqlite else at
+
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO learner (id, given_name, family_name, date_of_birth, created_at) "
+                                    "VALUES (:id, 'A', 'B', '2012-01-01', :at)"), {"id": uid(learner), "at": ts(0)})
+            await conn.execute(text("INSERT INTO provider (id, name, kind, created_at) VALUES (:id, 'P', 'app', :at)"),
+                               {"id": uid(provider), "at": ts(0)})
+            for minute in range(3):
+                await conn.execute(text(
+                    "INSERT INTO disclosure_event (at, learner_id, provider_id, client_id, section, action, outcome) "
+                    "VALUES (:at, :l, :p, 'c', 'badges', 'read', 'allowed')"), {"at": ts(minute), "l": uid(learner), "p": uid(provider)})
+        await migrate.upgrade(engine)
+        async with make_sessionmaker(engine)() as session:
+            assert await verify_log(session=session) == (3, [])
+    finally:
+        await engine.dispose()

@@ -53,7 +53,7 @@ def covering(w, action):  # type: ignore[no-untyped-def]
     ]
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(w=world)
 def test_no_access_without_a_live_covering_grant_and_none_refused_with_one(w):  # type: ignore[no-untyped-def]
     decision = decide(provider_id=w["provider"], learner_id=w["learner"], section=w["section"], action=w["action"],
@@ -80,7 +80,7 @@ def test_no_access_without_a_live_covering_grant_and_none_refused_with_one(w):  
         assert (decision.reason is DenyReason.SCOPE_MISSING) == (not scoped)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(w=world)
 def test_decision_ignores_other_providers_and_learners_grants(w):  # type: ignore[no-untyped-def]
     mine = [g for g in w["grants"] if g.provider_id == w["provider"] and g.learner_id == w["learner"]]
