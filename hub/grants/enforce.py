@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action, Allowed, Denied, DenyReason, GrantView, decide, has_live_grant
 from hub.grants.log import PendingEvent, append_events
-from hub.grants.service import grants_between, resolve_pseudonym
+from hub.grants.service import grants_between, grants_between_many, resolve_pseudonym
 from hub.oauth.bearer import TokenContext
 
 
@@ -44,6 +44,14 @@ class ProviderAccess:
     @property
     def provider_id(self) -> UUID:
         return self._token.provider_id
+
+    async def preload(self, learner_ids: list[UUID]) -> None:
+        """Load this provider's grants for a batch of learners in one indexed query."""
+        missing = [i for i in learner_ids if i not in self._grants]
+        if missing:
+            loaded = await grants_between_many(session=self._session, provider_id=self.provider_id, learner_ids=missing)
+            for learner_id in missing:
+                self._grants[learner_id] = loaded.get(learner_id, [])
 
     async def grants_for(self, learner_id: UUID) -> list[GrantView]:
         """This provider's grants for the learner, loaded once per request."""

@@ -37,6 +37,19 @@ async def grants_between(*, session: AsyncSession, provider_id: UUID, learner_id
     return [_view(g) for g in result.scalars()]
 
 
+async def grants_between_many(
+    *, session: AsyncSession, provider_id: UUID, learner_ids: Sequence[UUID]
+) -> dict[UUID, list[GrantView]]:
+    """Every grant this provider has had for each of these learners, in one indexed query."""
+    result = await session.execute(
+        select(ConsentGrant).where(ConsentGrant.provider_id == provider_id, ConsentGrant.learner_id.in_(learner_ids))
+    )
+    grouped: dict[UUID, list[GrantView]] = {}
+    for grant in result.scalars():
+        grouped.setdefault(grant.learner_id, []).append(_view(grant))
+    return grouped
+
+
 def _active_clause(at: datetime):  # type: ignore[no-untyped-def]
     return (
         ConsentGrant.revoked_at.is_(None)

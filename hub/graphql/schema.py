@@ -170,6 +170,8 @@ class Query:
             rows, has_next = await grant_service.learners_with_live_grant(
                 session=session, provider_id=ctx.token.provider_id, at=ctx.access.now, first=first, after=after
             )
+            # The page's section fields then decide from memory: one grants query for the page.
+            await ctx.access.preload([learner_id for _, learner_id in rows])
         return LearnerConnection(
             nodes=[Learner(id=strawberry.ID(pseudonym), uuid=learner_id) for pseudonym, learner_id in rows],
             page_info=types.PageInfo(has_next_page=has_next, end_cursor=rows[-1][0] if rows else None),
