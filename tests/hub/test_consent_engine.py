@@ -256,3 +256,37 @@ async def test_consent_receipts_are_signed_per_grant_and_revocation(engine, app,
     tampered[1] = tampered[1][:-2] + ("AA" if tampered[1][-2:] != "AA" else "BB")
     with pytest.raises(Exception):
         verify_receipt(".".join(tampered), keys.public)
+
+
+async def test_sensitive_section_needs_every_guardian_under_that_policy(client, engine, settings, monkeypatch):
+    from consent import sections as catalogue_module
+    from consent.control import ControlPolicy
+    from hub.people.models import LearnerGuardian
+    from hub.people.service import create_guardian
+
+    sensitive = catalogue_module.Section(name="wellbeing", sensitive=True, description="test-only sensitive section")
+    extended = {**catalogue_module.catalogue(), "wellbeing": sensitive}
+    monkeypatch.setattr(catalogue_module, "catalogue", lambda: extended)
+    policy = ControlPolicy(all_guardians_for_sensitive=True)
+    family = await make_family(engine)
+    provider = await make_provider(engine, "Coach", ["badges:read"])
+    await grant(engine, family, provider, "badges", Action.READ)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        second = await create_guardian(session=session, email="second@example.org", display_name="Second")
+        session.add(LearnerGuardian(learner_id=family.learner_id, guardian_id=second.id))
+        with pytest.raises(NotPermitted, match="needs the approval of all 2 guardians"):
+            await grant_by(session=session, actor=Actor.guardian(family.guardian_id), learner_id=family.learner_id,
+                           provider_id=provider.provider_id, section="wellbeing", action=Action.READ, purpose="x",
+                           now=datetime.now(UTC), pseudonym_key=PSEUDONYM_KEY, policy=policy)
+        request = AccessRequest(learner_id=family.learner_id, provider_id=provider.provider_id, client_id=provider.client_id,
+                                items=["wellbeing:read", "badges:contribute"], purpose="fitness coaching", status="pending",
+                                approved_items=[], approvals=[])
+        session.add(request)
+        await session.flush()
+        first = await decide_request(session=session, actor=Actor.guardian(family.guardian_id), request_id=request.id,
+                                     now=datetime.now(UTC), pseudonym_key=PSEUDONYM_KEY, policy=policy)
+        # The non-sensitive item is granted at once; the sensitive one waits for the second guardian.
+        assert (first.status, first.approved_items) == ("pending", ["badges:contribute"])
+        done = await decide_request(session=session, actor=Actor.guardian(second.id), request_id=request.id,
+                                    now=datetime.now(UTC), pseudonym_key=PSEUDONYM_KEY, policy=policy, approve=["wellbeing:read"])
+        assert (done.status, done.approved_items) == ("approved", ["badges:contribute", "wellbeing:read"])
