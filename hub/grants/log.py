@@ -43,36 +43,41 @@ class PendingEvent:
 
 
 async def append_events(*, session: AsyncSession, events: Sequence[PendingEvent]) -> None:
+    """Chain events into their learners' logs with a fixed number of statements per call.
+
+    The heads of all learners involved are locked in learner-id order (PostgreSQL row locks via
+    ``FOR UPDATE``, so concurrent requests over overlapping learners cannot deadlock; SQLite's
+    writers are already serialised by ``BEGIN IMMEDIATE``), then extended together.
+    """
     by_learner: dict[UUID, list[PendingEvent]] = {}
     for event in events:
         by_learner.setdefault(event.learner_id, []).append(event)
-    insert_head = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(LearnerLogHead)
-    for learner_id in sorted(by_learner):
-        batch = by_learner[learner_id]
-        await session.execute(
-            insert_head.values(learner_id=learner_id, seq=0, hash=GENESIS).on_conflict_do_nothing(
-                index_elements=["learner_id"]
-            )
-        )
-        # The UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite) before we read
-        # the head, so two requests for the same learner cannot fork the chain.
-        reserved = (
-            await session.execute(
-                update(LearnerLogHead)
-                .where(LearnerLogHead.learner_id == learner_id)
-                .values(seq=LearnerLogHead.seq + len(batch))
-                .returning(LearnerLogHead.seq, LearnerLogHead.hash)
-            )
-        ).one()
-        seq, prev = reserved.seq - len(batch), reserved.hash
-        rows = []
-        for event in batch:
+    learner_ids = sorted(by_learner)
+    dialect = session.get_bind().dialect.name
+    insert_head = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(LearnerLogHead)
+    await session.execute(
+        insert_head.values([{"learner_id": i, "seq": 0, "hash": GENESIS} for i in learner_ids])
+        .on_conflict_do_nothing(index_elements=["learner_id"])
+    )
+    heads_query = (
+        select(LearnerLogHead.learner_id, LearnerLogHead.seq, LearnerLogHead.hash)
+        .where(LearnerLogHead.learner_id.in_(learner_ids))
+        .order_by(LearnerLogHead.learner_id)
+    )
+    if dialect == "postgresql":
+        heads_query = heads_query.with_for_update()
+    heads = {row.learner_id: (row.seq, row.hash) for row in await session.execute(heads_query)}
+    rows, new_heads = [], []
+    for learner_id in learner_ids:
+        seq, prev = heads[learner_id]
+        for event in by_learner[learner_id]:
             seq += 1
             row = {**event.fields(), "seq": seq, "prev_hash": prev}
             row["hash"] = prev = chain_hash(prev, row)
             rows.append(row)
-        await session.execute(DisclosureEvent.__table__.insert(), rows)
-        await session.execute(update(LearnerLogHead).where(LearnerLogHead.learner_id == learner_id).values(hash=prev))
+        new_heads.append({"learner_id": learner_id, "seq": seq, "hash": prev})
+    await session.execute(DisclosureEvent.__table__.insert(), rows)
+    await session.execute(update(LearnerLogHead), new_heads)  # ORM bulk UPDATE by primary key
 
 
 async def verify_log(*, session: AsyncSession, learner_ids: Iterable[UUID] | None = None) -> tuple[int, list[ChainProblem]]:
