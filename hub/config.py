@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     # under data_dir in development; production must supply it and never change it.
     pseudonym_key_hex: str | None = Field(default=None, min_length=64)
 
+    # Verifiable credentials (hub/credentials/). The Ed25519 issuer key (PKCS#8 PEM) is generated
+    # under data_dir in development; production must supply it. JSON-LD contexts are read only
+    # from this directory (contexts-index.json maps URL -> file), each pinned by SHA-256.
+    credential_key_file: Path | None = None
+    credential_key_pem: str | None = None
+    credential_issuer_name: str = "Kinfolio"
+    jsonld_contexts_dir: Path | None = None
+
     max_batch_size: int = Field(default=1000, ge=1, le=10_000)
     max_page_size: int = Field(default=100, ge=1, le=1000)
     graphql_max_depth: int = Field(default=8, ge=2, le=50)
@@ -71,6 +79,8 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if not (self.signing_key_pem or self.signing_key_file):
                 raise ValueError("production requires KINFOLIO_SIGNING_KEY_PEM or KINFOLIO_SIGNING_KEY_FILE")
+            if not (self.credential_key_pem or self.credential_key_file):
+                raise ValueError("production requires KINFOLIO_CREDENTIAL_KEY_PEM or KINFOLIO_CREDENTIAL_KEY_FILE")
             if not self.database_url:
                 raise ValueError("production requires KINFOLIO_DATABASE_URL")
             if not self.pseudonym_key_hex:
@@ -92,6 +102,10 @@ class Settings(BaseSettings):
     @property
     def resolved_signing_key_file(self) -> Path:
         return self.signing_key_file or self.data_dir / "jwt-signing-key.pem"
+
+    @property
+    def resolved_credential_key_file(self) -> Path:
+        return self.credential_key_file or self.data_dir / "credential-signing-key.pem"
 
 
 def pseudonym_key(settings: Settings) -> bytes:
