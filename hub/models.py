@@ -1,5 +1,6 @@
 """Imports every model so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from hub.credentials.models import HeldCredential, IssuedCredential
 from hub.grants.models import ConsentGrant, DisclosureEvent, LearnerPseudonym
 from hub.oauth.models import IssuedToken
 from hub.people.models import Guardian, Learner, LearnerGuardian
@@ -12,6 +13,8 @@ __all__ = [
     "ConsentGrant",
     "DisclosureEvent",
     "Guardian",
+    "HeldCredential",
+    "IssuedCredential",
     "IssuedToken",
     "Learner",
     "LearnerGuardian",
