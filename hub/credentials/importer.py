@@ -143,7 +143,7 @@ async def import_credential(
         raise ValueError("an import is made either by a guardian or through a provider's consented access")
     if access is not None:
         # The consent gate, exactly as for the GraphQL contributions: decided and logged.
-        await access.authorize(learner_id, SECTION, Action.contribute, entry_count=1)
+        await access.authorize(learner_id, SECTION, Action.CONTRIBUTE, entry_count=1)
     else:
         assert guardian_id is not None
         await _require_guardian(session, guardian_id, learner_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from hub.credentials.keys import load_issuer_key
+from hub.credentials.keys import IssuerKey, load_issuer_key
 from hub.credentials.service import CredentialKit, CredentialsNotConfigured, kit_from_settings, signed_status_list
 from hub.db import utcnow
 
@@ -29,19 +29,29 @@ def credential_kit(request: Request) -> CredentialKit:
     return kit
 
 
+def issuer_key(request: Request) -> IssuerKey:
+    kit = getattr(request.app.state, "credential_kit", None)
+    if kit is not None:
+        return kit.key
+    key = getattr(request.app.state, "credential_key", None)
+    if key is None:
+        key = request.app.state.credential_key = load_issuer_key(request.app.state.hub.settings)
+    return key
+
+
 def _unavailable(exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "credentials_not_configured", "error_description": str(exc)}, status_code=503)
 
 
 @router.get("/issuer")
 async def issuer_profile(request: Request) -> JSONResponse:
-    key = load_issuer_key(request.app.state.hub.settings)
+    key = issuer_key(request)
     return JSONResponse(key.profile(), media_type=JSON_LD, headers={"Cache-Control": "public, max-age=3600"})
 
 
 @router.get("/jwks.json")
 async def issuer_jwks(request: Request) -> JSONResponse:
-    key = load_issuer_key(request.app.state.hub.settings)
+    key = issuer_key(request)
     return JSONResponse({"keys": [key.jwk()]}, headers={"Cache-Control": "public, max-age=3600"})
 
 
