@@ -108,11 +108,27 @@ def _refuse_dropped(term: str | None) -> None:
     raise CanonicalizationError(f"property {term!r} is not defined by the credential's @context")
 
 
+def _refuse_relative_types(node: Any) -> None:
+    # Safe mode also rejects a type the contexts do not define (it would become a relative IRI).
+    if isinstance(node, list):
+        for item in node:
+            _refuse_relative_types(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "@type" and not (isinstance(value, dict)):
+                for t in value if isinstance(value, list) else [value]:
+                    if isinstance(t, str) and ":" not in t and not t.startswith("@"):
+                        raise CanonicalizationError(f"type {t!r} is not defined by the credential's @context")
+            elif key != "@value":
+                _refuse_relative_types(value)
+
+
 def canonize(document: dict[str, Any], loader: ContextLoader) -> str:
     """RDFC-1.0 canonical N-Quads of ``document`` (VC DI EdDSA §3.3.3 / §3.3.4 transformation)."""
     try:
         # Safe mode first: expansion reports every term it would drop.
-        jsonld.expand(document, loader.options(), on_property_dropped=_refuse_dropped)
+        expanded = jsonld.expand(document, loader.options(), on_property_dropped=_refuse_dropped)
+        _refuse_relative_types(expanded)
         result = jsonld.normalize(
             document, {**loader.options(), "algorithm": "URDNA2015", "format": "application/n-quads"}
         )

@@ -31,7 +31,8 @@ OB_CONTEXT = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
 CLR_CONTEXT = "https://purl.imsglobal.org/spec/clr/v2p0/context-2.0.1.json"
 OB_SCHEMA = "https://purl.imsglobal.org/spec/ob/v3p0/schema/json/ob_v3p0_achievementcredential_schema.json"
 CLR_SCHEMA = "https://purl.imsglobal.org/spec/clr/v2p0/schema/json/clr_v2p0_clrcredential_schema.json"
-SCHEMA_VALIDATOR = "1EdTechJsonSchemaValidator2019"
+# credentialSchema is left out: its type "1EdTechJsonSchemaValidator2019" is not defined by the
+# pinned OB 3.0.3 context, so JSON-LD safe mode (ours and jsonld.js) refuses it.
 
 
 def iso(value: datetime) -> str:
@@ -90,7 +91,6 @@ def badge_credential(badge: Badge, *, credential_id: UUID, learner_id: UUID, iss
         "awardedDate": iso(badge.awarded_at),
         "credentialSubject": {"id": learner_subject_id(learner_id), "type": ["AchievementSubject"],
                               "achievement": achievement},
-        "credentialSchema": [{"id": OB_SCHEMA, "type": SCHEMA_VALIDATOR}],
     }
     if badge.evidence:
         credential["evidence"] = [_evidence(e) for e in badge.evidence]
@@ -171,7 +171,6 @@ def achievement_credential(achievement: dict[str, Any], subject_extra: dict[str,
         "validFrom": iso(valid_from),
         "credentialSubject": {"id": learner_subject_id(learner_id), "type": ["AchievementSubject"],
                               "achievement": achievement, **subject_extra},
-        "credentialSchema": [{"id": OB_SCHEMA, "type": SCHEMA_VALIDATOR}],
     }
     if status:
         credential["credentialStatus"] = status
@@ -207,7 +206,6 @@ def clr_credential(*, credential_id: UUID, learner_id: UUID, issuer: dict[str, A
         "issuer": issuer,
         "validFrom": iso(now),
         "credentialSubject": subject,
-        "credentialSchema": [{"id": CLR_SCHEMA, "type": SCHEMA_VALIDATOR}],
     }
     if status:
         credential["credentialStatus"] = status
