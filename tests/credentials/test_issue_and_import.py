@@ -232,3 +232,42 @@ async def test_provider_import_goes_through_the_consent_gate(engine, kit, family
             DisclosureEvent.section == "badges").order_by(DisclosureEvent.id))).all()
         held = (await session.execute(select(HeldCredential))).scalar_one()
     assert [tuple(e) for e in events][-1] == ("contribute", "allowed") and held.imported_by_provider_id == provider.provider_id
+
+
+def test_cli_verify_prints_checks_and_exit_codes(examples_dir, contexts_dir, tmp_path, monkeypatch, database_url, engine):  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from hub.cli import app as cli
+    from hub.config import get_settings
+
+    monkeypatch.setenv("KINFOLIO_DATABASE_URL", database_url)
+    monkeypatch.setenv("KINFOLIO_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("KINFOLIO_JSONLD_CONTEXTS_DIR", str(contexts_dir))
+    get_settings.cache_clear()
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps(public_multikey(examples_dir / "ob3-testvector-multikey.json")))
+    runner = CliRunner()
+    try:
+        signed = str(examples_dir / "ob3-testvector-signed-credential.json")
+        ok = runner.invoke(cli, ["credentials", "verify", signed, "--trust-key", str(key)])
+        assert ok.exit_code == 0, ok.output
+        assert "[ok  ] proof: eddsa-rdfc-2022" in ok.output and ok.output.strip().endswith("VERIFIED")
+        untrusted = runner.invoke(cli, ["credentials", "verify", signed])
+        assert untrusted.exit_code == 1 and "[FAIL] issuer key: cannot resolve" in untrusted.output
+        tampered = tmp_path / "tampered.json"
+        document = load(examples_dir / "ob3-testvector-signed-credential.json")
+        document["name"] = "Changed"
+        tampered.write_text(json.dumps(document))
+        bad = runner.invoke(cli, ["credentials", "verify", str(tampered), "--trust-key", str(key)])
+        assert bad.exit_code == 1 and "[FAIL] proof" in bad.output and "NOT VERIFIED" in bad.output
+        garbage = tmp_path / "garbage.txt"
+        garbage.write_text("hello")
+        assert runner.invoke(cli, ["credentials", "verify", str(garbage)]).exit_code == 2
+        monkeypatch.delenv("KINFOLIO_JSONLD_CONTEXTS_DIR")
+        get_settings.cache_clear()
+        unset = runner.invoke(cli, ["credentials", "verify", signed])
+        assert unset.exit_code == 2 and "KINFOLIO_JSONLD_CONTEXTS_DIR" in unset.output
+    finally:
+        get_settings.cache_clear()
