@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# The independent VC verifier the credential tests run (node + Digital Bazaar's libraries).
+JS_STAMP := tests/js/node_modules/.installed-stamp
+$(JS_STAMP): tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(JS_STAMP)
+
 setup: $(STAMP)
 
 run: setup
@@ -27,7 +33,7 @@ run: setup
 	$(BIN)/kinfolio demo
 	$(BIN)/kinfolio serve
 
-test: setup
+test: setup $(JS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
@@ -37,4 +43,4 @@ schema: setup
 	$(BIN)/kinfolio schema export
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache tests/js/node_modules

@@ -12,6 +12,7 @@ from strawberry.fastapi import GraphQLRouter
 
 import hub.models  # noqa: F401  (every table on Base.metadata, for FK resolution)
 from hub.config import Settings, get_settings
+from hub.credentials.routes import router as credentials_router
 from hub.db import make_engine, make_sessionmaker
 from hub.graphql.context import get_context
 from hub.graphql.schema import build_schema
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         auth_server=KinfolioAuthorizationServer(settings, keys.private),
     )
     app.include_router(oauth_router)
+    app.include_router(credentials_router)
     app.include_router(
         GraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )

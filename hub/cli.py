@@ -34,9 +34,10 @@ schema_app = typer.Typer(help="Exported schemas (GraphQL SDL, JSON Schemas).", n
 requests_app = typer.Typer(help="Providers' access requests, decided by the learner's controllers.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained disclosure log.", no_args_is_help=True)
 receipts_app = typer.Typer(help="Signed consent receipts.", no_args_is_help=True)
+credentials_app = typer.Typer(help="Verifiable credentials (Open Badges 3.0, CLR 2.0).", no_args_is_help=True)
 for sub, name in [(db_app, "db"), (guardian_app, "guardian"), (learner_app, "learner"), (provider_app, "provider"),
                   (client_app, "client"), (grant_app, "grant"), (schema_app, "schema"), (requests_app, "requests"),
-                  (audit_app, "audit"), (receipts_app, "receipts")]:
+                  (audit_app, "audit"), (receipts_app, "receipts"), (credentials_app, "credentials")]:
     app.add_typer(sub, name=name)
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
-    except (ValueError, LookupError, UnknownSection) as exc:
+    except (ValueError, LookupError, UnknownSection, OSError) as exc:
         _fail(str(exc))
         raise  # unreachable
 
@@ -561,6 +562,158 @@ def schema_export(check: Annotated[bool, typer.Option(help="Fail if the files di
     if check and stale:
         _fail("out of date: " + ", ".join(str(p.relative_to(ROOT)) for p in stale) + " (run `kinfolio schema export`)")
     typer.echo("schemas up to date" if not stale else "wrote " + ", ".join(str(p.relative_to(ROOT)) for p in stale))
+
+
+# -- credentials -------------------------------------------------------------------------------
+
+
+def _kit() -> Any:
+    from hub.credentials.service import CredentialsNotConfigured, kit_from_settings
+
+    try:
+        return kit_from_settings(get_settings())
+    except (CredentialsNotConfigured, ValueError, OSError) as exc:
+        _fail(str(exc))
+
+
+def _trusted(paths: list[Path] | None) -> list[Any]:
+    from hub.credentials.verify import KeyResolutionError, trusted_keys_from
+
+    keys: list[Any] = []
+    for path in paths or []:
+        try:
+            keys.extend(trusted_keys_from(json.loads(path.read_text())))
+        except (OSError, ValueError, KeyResolutionError) as exc:
+            _fail(f"--trust-key {path}: {exc}")
+    return keys
+
+
+def _write(out: Path | None, value: Any) -> None:
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        typer.echo(f"wrote {out}", err=True)
+
+
+TrustOption = Annotated[list[Path] | None, typer.Option("--trust-key", help="Multikey, controller document or JWKS "
+                                                         "(JSON) whose keys to trust; repeat for several.")]
+FormatOption = Annotated[str, typer.Option("--format", help="ldp (Data Integrity eddsa-rdfc-2022) or jwt (VC-JWT)")]
+
+
+def _format(value: str) -> Any:
+    if value not in ("ldp", "jwt"):
+        _fail("--format must be ldp or jwt")
+    return value
+
+
+@credentials_app.command("verify")
+def credentials_verify(file: Path, trust_key: TrustOption = None,
+                       as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False) -> None:
+    """Verify a credential (JSON-LD or compact JWS): proof, issuer key, validity period, status.
+
+    Prints each check and why it failed; exits 0 when verified, 1 when not, 2 on bad input.
+    """
+    from hub.credentials.service import verify
+    from hub.credentials.verify import load_input
+
+    try:
+        data = load_input(file.read_bytes())
+    except (OSError, ValueError) as exc:
+        _fail(f"{file}: {exc}")
+        raise
+    kit = _kit()
+    trusted = _trusted(trust_key)
+
+    async def work(session: AsyncSession) -> Any:
+        return await verify(session, kit, data, datetime.now(UTC), trusted)
+
+    result = _in_transaction(work)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        for check in result.checks:
+            typer.echo(check.line())
+        typer.echo("VERIFIED" if result.ok else "NOT VERIFIED")
+    raise typer.Exit(code=0 if result.ok else 1)
+
+
+@credentials_app.command("badge")
+def credentials_badge(badge: Annotated[int, typer.Option(help="Badge id.")], fmt: FormatOption = "ldp",
+                      out: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Export one badge as a signed OpenBadgeCredential."""
+    from hub.credentials.service import badge_credential
+    from hub.records.models import Badge
+
+    kit, chosen = _kit(), _format(fmt)
+
+    async def work(session: AsyncSession) -> Any:
+        row = await session.get(Badge, badge)
+        if row is None:
+            raise LookupError(f"no badge {badge}")
+        return await badge_credential(session, kit, row, datetime.now(UTC), chosen)
+
+    _write(out, _in_transaction(work))
+
+
+@credentials_app.command("clr")
+def credentials_clr(learner: Annotated[str, typer.Option(help="Learner id.")],
+                    section: Annotated[list[str] | None, typer.Option(help="badges, skills or activities; "
+                                                                      "repeat; default all.")] = None,
+                    fmt: FormatOption = "ldp", out: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Export a learner's record (or the chosen sections) as a signed ClrCredential."""
+    from hub.credentials.service import CLR_SECTIONS, clr_credential
+
+    learner_id, kit, chosen = _parse_uuid(learner, "learner"), _kit(), _format(fmt)
+
+    async def work(session: AsyncSession) -> Any:
+        return await clr_credential(session, kit, learner_id, datetime.now(UTC), tuple(section or CLR_SECTIONS), chosen)
+
+    _write(out, _in_transaction(work))
+
+
+@credentials_app.command("import")
+def credentials_import(file: Path, learner: Annotated[str, typer.Option(help="Learner id.")],
+                       by: Annotated[str, typer.Option(help="Email of the importing guardian.")],
+                       trust_key: TrustOption = None) -> None:
+    """Import an OB 2.0 signed assertion, OB 3.0 or CLR 2.0 credential (JSON-LD or JWS) for a learner."""
+    from hub.credentials.importer import ImportRefused, import_credential
+    from hub.people.service import get_guardian_by_email
+
+    learner_id, kit, trusted = _parse_uuid(learner, "learner"), _kit(), _trusted(trust_key)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        _fail(f"{file}: {exc}")
+        raise
+
+    async def work(session: AsyncSession) -> Any:
+        guardian = await get_guardian_by_email(session=session, email=by)
+        if guardian is None:
+            raise LookupError(f"no guardian with email {by}")
+        try:
+            return await import_credential(session, kit, learner_id, raw, now=datetime.now(UTC),
+                                           guardian_id=guardian.id, trusted=trusted)
+        except ImportRefused as exc:
+            raise ValueError(f"refused: {exc}") from exc
+
+    outcome = _in_transaction(work)
+    typer.echo(f"{outcome.outcome}  {outcome.kind}  {outcome.credential_id}  (issuer {outcome.issuer_id})")
+    for inner in outcome.included:
+        typer.echo(f"  {inner.outcome}  {inner.kind}  {inner.credential_id}  (issuer {inner.issuer_id})")
+
+
+@credentials_app.command("revoke")
+def credentials_revoke(badge: Annotated[int, typer.Option(help="Badge id.")],
+                       reason: Annotated[str | None, typer.Option()] = None) -> None:
+    """Revoke a badge's credential: sets its bit in the served revocation status list."""
+    from hub.credentials.service import revoke_badge
+
+    async def work(session: AsyncSession) -> bool:
+        return await revoke_badge(session, badge, datetime.now(UTC), reason)
+
+    typer.echo("revoked" if _in_transaction(work) else "already revoked")
 
 
 if __name__ == "__main__":

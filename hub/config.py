@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     consent_all_guardians_for_sensitive: bool = False
     # After a family denies a request, the provider may not ask again for this long.
     access_request_cooldown_days: int = Field(default=7, ge=0, le=365)
+    # Verifiable credentials (hub/credentials/). The Ed25519 issuer key (PKCS#8 PEM) is generated
+    # under data_dir in development; production must supply it. JSON-LD contexts are read only
+    # from this directory (contexts-index.json maps URL -> file), each pinned by SHA-256.
+    credential_key_file: Path | None = None
+    credential_key_pem: str | None = None
+    credential_issuer_name: str = "Kinfolio"
+    jsonld_contexts_dir: Path | None = None
 
     max_batch_size: int = Field(default=1000, ge=1, le=10_000)
     max_page_size: int = Field(default=100, ge=1, le=1000)
@@ -81,6 +88,8 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if not (self.signing_key_pem or self.signing_key_file):
                 raise ValueError("production requires KINFOLIO_SIGNING_KEY_PEM or KINFOLIO_SIGNING_KEY_FILE")
+            if not (self.credential_key_pem or self.credential_key_file):
+                raise ValueError("production requires KINFOLIO_CREDENTIAL_KEY_PEM or KINFOLIO_CREDENTIAL_KEY_FILE")
             if not self.database_url:
                 raise ValueError("production requires KINFOLIO_DATABASE_URL")
             if not self.pseudonym_key_hex:
@@ -102,6 +111,10 @@ class Settings(BaseSettings):
     @property
     def resolved_signing_key_file(self) -> Path:
         return self.signing_key_file or self.data_dir / "jwt-signing-key.pem"
+
+    @property
+    def resolved_credential_key_file(self) -> Path:
+        return self.credential_key_file or self.data_dir / "credential-signing-key.pem"
 
 
 def control_policy(settings: Settings) -> ControlPolicy:

@@ -1,5 +1,6 @@
 """Imports every model so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from hub.credentials.models import HeldCredential, IssuedCredential
 from hub.grants.models import AccessRequest, ConsentGrant, DisclosureEvent, LearnerLogHead, LearnerPseudonym
 from hub.oauth.models import IssuedToken
 from hub.people.models import Guardian, Learner, LearnerGuardian
@@ -13,6 +14,8 @@ __all__ = [
     "ConsentGrant",
     "DisclosureEvent",
     "Guardian",
+    "HeldCredential",
+    "IssuedCredential",
     "IssuedToken",
     "Learner",
     "LearnerGuardian",

@@ -1,0 +1,240 @@
+"""Importing credentials into a learner's record: OB 2.0 signed assertions, OB 3.0 / CLR 2.0
+credentials as JSON-LD (Data Integrity) or compact JWS (VC-JWT).
+
+- The proof is verified first; a credential that does not verify is refused with the reasons.
+- The credential is kept whole (``HeldCredential.document``, plus the token for VC-JWT):
+  a Host must not lose data (OB 3.0 §7.x Host requirements).
+- Deduplication is OB 3.0's credential equality rule (Appendix "Verifiable Credential
+  equality"): same ``issuer.id`` and same credential ``id`` is the same credential; the one with
+  the newer ``validFrom`` replaces the other.
+- A CLR is held as itself and its achievement credentials are also held one by one (each
+  deduplicated), so a re-import of an exported CLR adds nothing twice.
+- A family imports as a guardian of the learner; a provider only through
+  ``ProviderAccess.authorize(learner, "badges", contribute)`` — the consent gate the API uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consent import Action
+from hub.credentials import vcjwt
+from hub.credentials.models import HeldCredential
+from hub.credentials.service import CredentialKit, verify
+from hub.credentials.verify import (
+    Check,
+    KeyResolutionError,
+    ResolvedKey,
+    Resolver,
+    VerificationResult,
+    issuer_id_of,
+    load_input,
+    parse_time,
+)
+from hub.grants.enforce import ProviderAccess
+from hub.people.models import LearnerGuardian
+
+OB2_CONTEXT = "https://w3id.org/openbadges/v2"
+SECTION = "badges"
+KIND_ORDER = ("ClrCredential", "OpenBadgeCredential", "AchievementCredential", "EndorsementCredential")
+
+
+class ImportRefused(ValueError):
+    def __init__(self, message: str, verification: VerificationResult | None = None) -> None:
+        super().__init__(message)
+        self.verification = verification
+
+
+@dataclass
+class ImportOutcome:
+    outcome: str  # created | replaced | unchanged | kept_newer
+    kind: str
+    issuer_id: str
+    credential_id: str
+    verification: VerificationResult | None = None
+    included: list[ImportOutcome] = field(default_factory=list)
+
+
+def identity_hash(issuer_id: str, credential_id: str) -> str:
+    return hashlib.sha256(f"{issuer_id}\n{credential_id}".encode()).hexdigest()
+
+
+def _types(doc: dict[str, Any]) -> list[str]:
+    value = doc.get("type")
+    return [value] if isinstance(value, str) else [t for t in value if isinstance(t, str)] if isinstance(value, list) else []
+
+
+def _is_ob2(doc: dict[str, Any]) -> bool:
+    context = doc.get("@context")
+    contexts = context if isinstance(context, list) else [context]
+    return OB2_CONTEXT in contexts or "Assertion" in _types(doc)
+
+
+def _verify_ob2(token: str | None, doc: dict[str, Any], resolver: Resolver, now: datetime) -> VerificationResult:
+    """OB 2.0 §Verification: a signed assertion is a JWS by the key named in ``verification.creator``."""
+    result = VerificationResult("ob2", None, compact_jws=token)
+    verification = doc.get("verification") if isinstance(doc.get("verification"), dict) else {}
+    if token is None or verification.get("type") not in ("signed", "SignedBadge"):
+        result.checks.append(Check("proof", False, "hosted OB 2.0 assertions are verified by fetching their id; "
+                                                   "this hub never fetches: import the signed (JWS) assertion"))
+        return result
+    creator = verification.get("creator")
+    if not isinstance(creator, str):
+        result.checks.append(Check("issuer key", False, "verification.creator names no key"))
+        return result
+    try:
+        key = resolver.key(creator)
+    except KeyResolutionError as exc:
+        result.checks.append(Check("issuer key", False, str(exc)))
+        return result
+    result.checks.append(Check("issuer key", True, f"{creator} (trusted)"))
+    try:
+        vcjwt.verify_signature(token, key.joserfc_key())
+    except vcjwt.JwtError as exc:
+        result.checks.append(Check("proof", False, str(exc)))
+        return result
+    result.checks.append(Check("proof", True, f"OB 2.0 JWS by {creator}"))
+    result.credential = doc
+    expires, issued = parse_time(doc.get("expires")), parse_time(doc.get("issuedOn"))
+    if expires is not None and now >= expires:
+        result.checks.append(Check("validity period", False, f"expired at {doc.get('expires')}"))
+    elif issued is not None and now < issued:
+        result.checks.append(Check("validity period", False, f"issued in the future ({doc.get('issuedOn')})"))
+    else:
+        result.checks.append(Check("validity period", True, f"issued {doc.get('issuedOn')}"))
+    if doc.get("revoked") is True:
+        result.checks.append(Check("status", False, "the assertion says it is revoked"))
+    return result
+
+
+def _ob2_issuer(doc: dict[str, Any], key_controller: str | None) -> str | None:
+    badge = doc.get("badge")
+    if isinstance(badge, dict):
+        issuer = badge.get("issuer")
+        if isinstance(issuer, str):
+            return issuer
+        if isinstance(issuer, dict) and isinstance(issuer.get("id"), str):
+            return issuer["id"]
+    return key_controller
+
+
+async def _require_guardian(session: AsyncSession, guardian_id: UUID, learner_id: UUID) -> None:
+    link = await session.execute(select(LearnerGuardian.id).where(
+        LearnerGuardian.guardian_id == guardian_id, LearnerGuardian.learner_id == learner_id))
+    if link.first() is None:
+        raise LookupError("that guardian is not a guardian of that learner")
+
+
+async def import_credential(
+    session: AsyncSession, kit: CredentialKit, learner_id: UUID, raw: str | bytes | dict[str, Any], *,
+    now: datetime, guardian_id: UUID | None = None, access: ProviderAccess | None = None,
+    trusted: Sequence[ResolvedKey] = (),
+) -> ImportOutcome:
+    """Verify and hold one credential for ``learner_id``; ``ImportRefused`` says why not."""
+    if (guardian_id is None) == (access is None):
+        raise ValueError("an import is made either by a guardian or through a provider's consented access")
+    if access is not None:
+        # The consent gate, exactly as for the GraphQL contributions: decided and logged.
+        await access.authorize(learner_id, SECTION, Action.CONTRIBUTE)
+        access.disclosed(learner_id, SECTION, Action.CONTRIBUTE, 1)
+    else:
+        assert guardian_id is not None
+        await _require_guardian(session, guardian_id, learner_id)
+
+    try:
+        data = raw if isinstance(raw, dict) else load_input(raw)
+    except ValueError as exc:
+        raise ImportRefused(str(exc)) from exc
+
+    token = data if isinstance(data, str) else None
+    if token is not None:
+        try:
+            _, peek = vcjwt.unverified_parts(token)
+        except vcjwt.JwtError as exc:
+            raise ImportRefused(str(exc)) from exc
+    else:
+        peek = data  # type: ignore[assignment]
+
+    if _is_ob2(peek):
+        from hub.credentials.service import resolver_for
+
+        resolver = resolver_for(session, kit, now, trusted)
+        result = _verify_ob2(token, peek, resolver, now)
+        if not result.ok:
+            raise ImportRefused(_reasons(result), result)
+        creator = peek["verification"]["creator"]
+        issuer = _ob2_issuer(peek, resolver.key(creator).controller)
+        return await _hold(session, learner_id, peek, issuer=issuer, kind="Assertion", fmt="ob2", token=token,
+                           valid_from=parse_time(peek.get("issuedOn")), now=now, guardian_id=guardian_id,
+                           access=access, result=result)
+
+    result = await verify(session, kit, data, now, trusted)
+    if not result.ok or result.credential is None:
+        raise ImportRefused(_reasons(result), result)
+    credential = result.credential
+    types = _types(credential)
+    kind = next((k for k in KIND_ORDER if k in types), types[-1] if types else "VerifiableCredential")
+    outcome = await _hold(session, learner_id, credential, issuer=issuer_id_of(credential), kind=kind,
+                          fmt=result.format, token=result.compact_jws, now=now,
+                          valid_from=parse_time(credential.get("validFrom", credential.get("issuanceDate"))),
+                          guardian_id=guardian_id, access=access, result=result)
+    if kind == "ClrCredential":
+        subject = credential.get("credentialSubject")
+        inner = subject.get("verifiableCredential", []) if isinstance(subject, dict) else []
+        for item in inner if isinstance(inner, list) else [inner]:
+            if not isinstance(item, dict):
+                continue  # embedded credentials were verified with the CLR above
+            item_types = _types(item)
+            outcome.included.append(await _hold(
+                session, learner_id, item, issuer=issuer_id_of(item),
+                kind=next((k for k in KIND_ORDER if k in item_types), "VerifiableCredential"), fmt="ldp", token=None,
+                valid_from=parse_time(item.get("validFrom")), now=now, guardian_id=guardian_id, access=access,
+                result=None,
+            ))
+    return outcome
+
+
+def _reasons(result: VerificationResult) -> str:
+    failures = result.failures()
+    if not failures:
+        return "the credential carries no verifiable proof"
+    return "; ".join(f"{c.name}: {c.detail}" for c in failures)
+
+
+async def _hold(
+    session: AsyncSession, learner_id: UUID, document: dict[str, Any], *, issuer: str | None, kind: str, fmt: str,
+    token: str | None, valid_from: datetime | None, now: datetime, guardian_id: UUID | None,
+    access: ProviderAccess | None, result: VerificationResult | None,
+) -> ImportOutcome:
+    credential_id = document.get("id")
+    if not isinstance(issuer, str) or not isinstance(credential_id, str):
+        raise ImportRefused("the credential needs an issuer id and an id (OB 3.0 credential equality)", result)
+    key = identity_hash(issuer, credential_id)
+    existing = (await session.execute(select(HeldCredential).where(
+        HeldCredential.learner_id == learner_id, HeldCredential.identity_hash == key))).scalar_one_or_none()
+    if existing is None:
+        session.add(HeldCredential(
+            learner_id=learner_id, identity_hash=key, issuer_id=issuer, credential_id=credential_id, kind=kind,
+            format=fmt, valid_from=valid_from, document=document, compact_jws=token,
+            imported_by_provider_id=access.provider_id if access else None, imported_by_guardian_id=guardian_id,
+            imported_at=now, updated_at=now,
+        ))
+        outcome = "created"
+    elif valid_from is not None and (existing.valid_from is None or valid_from > existing.valid_from):
+        existing.document, existing.compact_jws, existing.format = document, token, fmt
+        existing.valid_from, existing.kind, existing.updated_at = valid_from, kind, now
+        outcome = "replaced"
+    elif existing.valid_from is not None and (valid_from is None or valid_from < existing.valid_from):
+        outcome = "kept_newer"
+    else:
+        outcome = "unchanged"
+    await session.flush()
+    return ImportOutcome(outcome, kind, issuer, credential_id, result)

@@ -1,0 +1,118 @@
+"""VC-JWT: a credential as a compact JWS (Open Badges 3.0 §8.2 "JSON Web Token Proof Format").
+
+§8.2.4.1 JOSE header: ``alg``, ``kid`` (a URI that dereferences to the public JWK), ``typ``.
+§8.2.4.2 payload: the credential itself plus the registered claims ``iss`` (issuer.id),
+``jti`` (id), ``nbf`` (validFrom), ``exp`` (validUntil) and ``sub`` (credentialSubject.id).
+The hub signs with its Ed25519 key, ``alg`` ``Ed25519`` (RFC 9864, the fully-specified name of
+EdDSA over Ed25519); verification also accepts ``EdDSA``, ``ES256`` and ``RS256`` (the
+algorithm OB 3.0 requires verifiers to support).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from datetime import datetime
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+from hub.credentials.keys import IssuerKey
+
+SIGNING_ALG = "Ed25519"
+ACCEPTED_ALGS = ["Ed25519", "EdDSA", "ES256", "RS256"]
+
+
+class JwtError(Exception):
+    pass
+
+
+def looks_like_jws(text: str) -> bool:
+    parts = text.strip().split(".")
+    return len(parts) == 3 and all(parts[:2])
+
+
+def _epoch(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
+def _subject_id(credential: dict[str, Any]) -> str | None:
+    subject = credential.get("credentialSubject")
+    return subject.get("id") if isinstance(subject, dict) and isinstance(subject.get("id"), str) else None
+
+
+def _issuer_id(credential: dict[str, Any]) -> str | None:
+    issuer = credential.get("issuer")
+    if isinstance(issuer, str):
+        return issuer
+    return issuer.get("id") if isinstance(issuer, dict) else None
+
+
+def registered_claims(credential: dict[str, Any]) -> dict[str, Any]:
+    claims: dict[str, Any] = {"iss": _issuer_id(credential), "jti": credential.get("id"),
+                              "nbf": _epoch(credential.get("validFrom")), "exp": _epoch(credential.get("validUntil")),
+                              "sub": _subject_id(credential)}
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def sign(credential: dict[str, Any], key: IssuerKey) -> str:
+    payload = {k: v for k, v in credential.items() if k != "proof"} | registered_claims(credential)
+    private = OKPKey.import_key(key.private)
+    header = {"alg": SIGNING_ALG, "kid": key.verification_method, "typ": "JWT"}
+    return jws.serialize_compact(header, json.dumps(payload, separators=(",", ":")).encode(), private,
+                                 algorithms=[SIGNING_ALG])
+
+
+def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, payload) of a compact JWS, parsed but NOT verified."""
+    try:
+        obj = jws.extract_compact(token.strip().encode())
+        payload = json.loads(obj.payload)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise JwtError(f"not a compact JWS: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise JwtError("the JWS payload is not a JSON object")
+    return dict(obj.protected), payload
+
+
+def import_jwk(jwk: dict[str, Any]) -> OKPKey | ECKey | RSAKey:
+    kty = jwk.get("kty")
+    cls = {"OKP": OKPKey, "EC": ECKey, "RSA": RSAKey}.get(kty)  # type: ignore[arg-type]
+    if cls is None:
+        raise JwtError(f"unsupported JWK key type {kty!r}")
+    try:
+        return cls.import_key({k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")})
+    except (JoseError, ValueError, TypeError) as exc:
+        raise JwtError(f"bad JWK: {exc}") from exc
+
+
+def verify_signature(token: str, key: OKPKey | ECKey | RSAKey) -> dict[str, Any]:
+    header, _ = unverified_parts(token)
+    if header.get("alg") not in ACCEPTED_ALGS:
+        raise JwtError(f"JWS alg {header.get('alg')!r} is not accepted ({', '.join(ACCEPTED_ALGS)})")
+    try:
+        with warnings.catch_warnings():
+            # joserfc warns that "EdDSA" is deprecated (RFC 9864); other issuers still use it.
+            warnings.simplefilter("ignore")
+            obj = jws.deserialize_compact(token.strip(), key, algorithms=ACCEPTED_ALGS)
+    except (JoseError, ValueError) as exc:
+        raise JwtError(f"JWS signature does not verify: {exc}") from exc
+    return json.loads(obj.payload)
+
+
+def claim_mismatches(payload: dict[str, Any]) -> list[str]:
+    """§8.2.4.2: the registered claims must agree with the credential's own properties."""
+    problems = []
+    for claim, expected in registered_claims(payload).items():
+        if claim in payload and payload[claim] != expected:
+            problems.append(f"JWT claim {claim}={payload[claim]!r} disagrees with the credential ({expected!r})")
+    if "iss" not in payload:
+        problems.append("JWT has no iss claim")
+    return problems
