@@ -6,15 +6,19 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
+from uuid import UUID
 
 from fastapi import HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
 from hub.config import Settings
 from hub.db import utcnow
 from hub.grants.enforce import ProviderAccess
 from hub.oauth.bearer import BearerError, TokenContext, authenticate
+from hub.records.service import Page, PageQuery, list_pages
 
 
 @dataclass
@@ -33,6 +37,23 @@ class Context(BaseContext):
     async def db(self) -> AsyncIterator[AsyncSession]:
         async with self._lock:
             yield self._session
+
+    @cached_property
+    def pages(self) -> DataLoader[tuple[PageQuery, UUID], Page]:
+        """Per-request loader: pages requested in the same tick are fetched one statement per shape."""
+
+        async def load(keys: list[tuple[PageQuery, UUID]]) -> list[Page]:
+            by_spec: dict[PageQuery, list[UUID]] = {}
+            for spec, learner_id in keys:
+                by_spec.setdefault(spec, []).append(learner_id)
+            found: dict[tuple[PageQuery, UUID], Page] = {}
+            async with self.db() as session:
+                for spec, learner_ids in by_spec.items():
+                    pages = await list_pages(session=session, spec=spec, learner_ids=list(dict.fromkeys(learner_ids)))
+                    found.update({(spec, i): page for i, page in pages.items()})
+            return [found[key] for key in keys]
+
+        return DataLoader(load_fn=load)
 
     async def commit(self) -> None:
         async with self._lock:

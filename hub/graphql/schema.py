@@ -99,15 +99,17 @@ async def _page(
     info: GInfo, learner_id: UUID, section: str, first: int, after: str | None, to_node: Callable[[Any], N], **filters: Any
 ) -> types.Connection[N]:
     _check_first(info, first)
+    if after is not None:
+        try:
+            record_service.decode_cursor(after)
+        except record_service.InvalidCursor as exc:
+            raise bad_input(str(exc), argument="after") from None
     allowed = await _authorize(info, learner_id, section, Action.READ)
-    try:
-        async with info.context.db() as session:
-            page = await record_service.list_entries(
-                session=session, access=allowed, section=section, learner_id=learner_id,
-                reader_provider_id=info.context.token.provider_id, first=first, after=after, **filters,
-            )
-    except record_service.InvalidCursor as exc:
-        raise bad_input(str(exc), argument="after") from None
+    spec = record_service.page_query(
+        allowed, section=section, reader_provider_id=info.context.token.provider_id, first=first, after=after, **filters
+    )
+    # Batched: the same field on a page of learners is one statement (see PageLoader).
+    page = await info.context.pages.load((spec, learner_id))
     info.context.access.disclosed(learner_id, section, Action.READ, len(page.entries))
     nodes = [to_node(row) for row in page.entries]
     edges = [

@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from consent import Allowed
 from schemas import records as record_schemas
@@ -192,47 +193,88 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise InvalidCursor("the cursor is not one this API returned") from None
 
 
-async def list_entries(
-    *,
-    session: AsyncSession,
-    access: Allowed,
-    section: str,
-    learner_id: UUID,
-    reader_provider_id: UUID,
-    first: int,
-    after: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    verb_id: str | None = None,
-    skill_key: str | None = None,
-) -> Page:
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """Everything that shapes one page except the learner: pages sharing it batch together."""
+
+    section: str
+    reader_provider_id: UUID
+    first: int
+    own_only: bool = False
+    data_from: datetime | None = None
+    after: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    verb_id: str | None = None
+    skill_key: str | None = None
+
+
+def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-def]
+    """The newest-first, keyset-paginated query of one learner's page (first + 1 rows)."""
+    model = SECTION_MODELS[spec.section]
+    at_col = _ORDER_COLUMN[spec.section]
+    query = select(model).where(model.learner_id == learner_id)
+    if spec.own_only:
+        query = query.where(model.provider_id == spec.reader_provider_id)
+    if spec.data_from is not None:
+        query = query.where(at_col >= spec.data_from)
+    if spec.after is not None:
+        cursor_at, cursor_id = decode_cursor(spec.after)
+        query = query.where(or_(at_col < cursor_at, and_(at_col == cursor_at, model.id < cursor_id)))
+    if spec.since is not None:
+        query = query.where(at_col >= spec.since)
+    if spec.until is not None:
+        query = query.where(at_col < spec.until)
+    if spec.verb_id is not None and model is Activity:
+        query = query.where(Activity.verb_id == spec.verb_id)
+    if spec.skill_key is not None and model is SkillAssessment:
+        query = query.where(SkillAssessment.skill_key == spec.skill_key)
+    return query.order_by(at_col.desc(), model.id.desc()).limit(spec.first + 1)
+
+
+def _as_page(spec: PageQuery, rows: list[Any]) -> Page:
+    at_key = _ORDER_COLUMN[spec.section].key
+    has_next = len(rows) > spec.first
+    rows = rows[: spec.first]
+    end_cursor = encode_cursor(getattr(rows[-1], at_key), rows[-1].id) if rows else None
+    return Page(entries=rows, has_next_page=has_next, end_cursor=end_cursor)
+
+
+def page_query(access: Allowed, **shape: Any) -> PageQuery:
+    """The page shape for a decision: ``read_own`` narrows to own entries, a window to its start."""
+    return PageQuery(own_only=access.own_only, data_from=access.data_from, **shape)
+
+
+async def list_entries(*, session: AsyncSession, access: Allowed, learner_id: UUID, spec: PageQuery) -> Page:
     """A page of one learner's entries in one section, newest first, as far as ``access`` allows.
 
-    The decision narrows the query: ``read_own`` to the provider's own entries, a grant's data
-    window to entries dated on or after its start. Keyset pagination on (time, id) walks the
+    ``spec`` must come from ``page_query(access, ...)``. Keyset pagination on (time, id) walks the
     (learner_id, time, id) index, so page N costs the same as page 1 (no OFFSET).
     """
-    model = SECTION_MODELS[section]
-    at_col = _ORDER_COLUMN[section]
-    query = select(model).where(model.learner_id == learner_id)
-    if access.own_only:
-        query = query.where(model.provider_id == reader_provider_id)
-    if access.data_from is not None:
-        query = query.where(at_col >= access.data_from)
-    if after is not None:
-        cursor_at, cursor_id = decode_cursor(after)
-        query = query.where(or_(at_col < cursor_at, and_(at_col == cursor_at, model.id < cursor_id)))
-    if since is not None:
-        query = query.where(at_col >= since)
-    if until is not None:
-        query = query.where(at_col < until)
-    if verb_id is not None and model is Activity:
-        query = query.where(Activity.verb_id == verb_id)
-    if skill_key is not None and model is SkillAssessment:
-        query = query.where(SkillAssessment.skill_key == skill_key)
-    query = query.order_by(at_col.desc(), model.id.desc()).limit(first + 1)
-    rows = list((await session.execute(query)).scalars())
-    has_next = len(rows) > first
-    rows = rows[:first]
-    end_cursor = encode_cursor(getattr(rows[-1], at_col.key), rows[-1].id) if rows else None
-    return Page(entries=rows, has_next_page=has_next, end_cursor=end_cursor)
+    if (spec.own_only, spec.data_from) != (access.own_only, access.data_from):
+        raise ValueError("the page spec does not match the consent decision")
+    rows = list((await session.execute(_page_select(spec, learner_id))).scalars())
+    return _as_page(spec, rows)
+
+
+async def list_pages(*, session: AsyncSession, spec: PageQuery, learner_ids: list[UUID]) -> dict[UUID, Page]:
+    """The same page for many learners in ONE statement (a UNION ALL of per-learner index walks).
+
+    Each branch is the single-learner query, so every learner still costs an index range scan of
+    ``first + 1`` rows whatever the table size; the caller has decided consent for each learner.
+    """
+    model = SECTION_MODELS[spec.section]
+    if len(learner_ids) == 1:
+        rows = list((await session.execute(_page_select(spec, learner_ids[0]))).scalars())
+        return {learner_ids[0]: _as_page(spec, rows)}
+    branches = [select(_page_select(spec, i).subquery().c) for i in learner_ids]
+    union = union_all(*branches).subquery()
+    rows = list((await session.execute(select(aliased(model, union)))).scalars())
+    grouped: dict[UUID, list[Any]] = {i: [] for i in learner_ids}
+    for row in rows:
+        grouped[row.learner_id].append(row)
+    at_key = _ORDER_COLUMN[spec.section].key
+    return {
+        i: _as_page(spec, sorted(grouped[i], key=lambda r: (getattr(r, at_key), r.id), reverse=True))
+        for i in learner_ids
+    }
