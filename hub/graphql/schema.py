@@ -138,6 +138,42 @@ class Learner:
     ) -> types.Connection[types.SkillAssessment] | None:
         return await _page(info, self.uuid, "skills", first, after, types.SkillAssessment.from_row, skill_key=skill_key)
 
+    @strawberry.field(description="Latest level and evidence count per skill across contributors. Needs `skills` read.")
+    async def skills_summary(self, info: GInfo) -> list[types.SkillSummary] | None:
+        allowed = await _authorize(info, self.uuid, "skills", Action.READ)
+        async with info.context.db() as session:
+            rows = await record_service.skills_summary(
+                session=session, access=allowed, learner_id=self.uuid, reader_provider_id=info.context.token.provider_id
+            )
+        info.context.access.disclosed(self.uuid, "skills", Action.READ, sum(r.evidence_count for r in rows))
+        return [
+            types.SkillSummary(
+                skill=types.SkillRef(framework_uri=r.framework_uri, code=r.skill_code, label=r.skill_label, key=r.skill_key),
+                scale=types.ProficiencyScale(name=r.scale_name, min=r.scale_min, max=r.scale_max),
+                latest_proficiency=r.latest_proficiency,
+                latest_assessed_at=r.latest_assessed_at,
+                evidence_count=r.evidence_count,
+            )
+            for r in rows
+        ]
+
+    @strawberry.field(description="One skill's assessments in time order (oldest first). Needs `skills` read.")
+    async def skill_progression(self, info: GInfo, skill_key: str, first: int = 50) -> types.SkillProgression | None:
+        _check_first(info, first)
+        allowed = await _authorize(info, self.uuid, "skills", Action.READ)
+        async with info.context.db() as session:
+            rows = await record_service.skill_progression(
+                session=session, access=allowed, learner_id=self.uuid, reader_provider_id=info.context.token.provider_id,
+                skill_key=skill_key, first=first,
+            )
+        info.context.access.disclosed(self.uuid, "skills", Action.READ, len(rows))
+        assessments = [types.SkillAssessment.from_row(r) for r in rows]
+        return types.SkillProgression(
+            skill=assessments[-1].skill if assessments else None,
+            latest_proficiency=assessments[-1].proficiency if assessments else None,
+            assessments=assessments,
+        )
+
     @strawberry.field(description="Activities, newest first, optionally in [since, until) and for one verb IRI.")
     async def activities(
         self,

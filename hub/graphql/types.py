@@ -156,6 +156,22 @@ class SkillAssessment:
         )
 
 
+@strawberry.type(description="A skill's latest level and how much evidence there is, across contributors.")
+class SkillSummary:
+    skill: SkillRef
+    scale: ProficiencyScale
+    latest_proficiency: float
+    latest_assessed_at: datetime
+    evidence_count: int
+
+
+@strawberry.type(description="One skill's assessments in time order, oldest first, and its latest level.")
+class SkillProgression:
+    skill: SkillRef | None
+    latest_proficiency: float | None
+    assessments: list[SkillAssessment]
+
+
 @strawberry.type(description="xAPI Verb.")
 class Verb:
     id: str

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, insert, or_, select, union_all, update
+from sqlalchemy import and_, func, insert, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -278,3 +278,75 @@ async def list_pages(*, session: AsyncSession, spec: PageQuery, learner_ids: lis
         i: _as_page(spec, sorted(grouped[i], key=lambda r: (getattr(r, at_key), r.id), reverse=True))
         for i in learner_ids
     }
+
+
+@dataclass(frozen=True, slots=True)
+class SkillSummaryRow:
+    skill_key: str
+    framework_uri: str | None
+    skill_code: str | None
+    skill_label: str
+    scale_name: str
+    scale_min: float
+    scale_max: float
+    latest_proficiency: float
+    latest_assessed_at: datetime
+    evidence_count: int
+
+
+def _skill_scope(access: Allowed, learner_id: UUID, reader_provider_id: UUID):  # type: ignore[no-untyped-def]
+    conditions = [SkillAssessment.learner_id == learner_id]
+    if access.own_only:
+        conditions.append(SkillAssessment.provider_id == reader_provider_id)
+    if access.data_from is not None:
+        conditions.append(SkillAssessment.assessed_at >= access.data_from)
+    return conditions
+
+
+async def skills_summary(
+    *, session: AsyncSession, access: Allowed, learner_id: UUID, reader_provider_id: UUID
+) -> list[SkillSummaryRow]:
+    """Latest level and evidence count per skill, across contributors, in one windowed query."""
+    ranked = (
+        select(
+            SkillAssessment,
+            func.row_number().over(
+                partition_by=SkillAssessment.skill_key,
+                order_by=(SkillAssessment.assessed_at.desc(), SkillAssessment.id.desc()),
+            ).label("rank"),
+            func.count().over(partition_by=SkillAssessment.skill_key).label("evidence"),
+        )
+        .where(*_skill_scope(access, learner_id, reader_provider_id))
+        .subquery()
+    )
+    rows = await session.execute(
+        select(ranked).where(ranked.c.rank == 1).order_by(ranked.c.skill_label, ranked.c.skill_key)
+    )
+    return [
+        SkillSummaryRow(
+            skill_key=r.skill_key, framework_uri=r.framework_uri, skill_code=r.skill_code, skill_label=r.skill_label,
+            scale_name=r.scale_name, scale_min=r.scale_min, scale_max=r.scale_max,
+            latest_proficiency=r.proficiency, latest_assessed_at=_aware(r.assessed_at), evidence_count=r.evidence,
+        )
+        for r in rows
+    ]
+
+
+def _aware(value: datetime) -> datetime:
+    # A raw subquery column bypasses UTCDateTime on SQLite: restore the UTC offset.
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def skill_progression(
+    *, session: AsyncSession, access: Allowed, learner_id: UUID, reader_provider_id: UUID, skill_key: str, first: int
+) -> list[SkillAssessment]:
+    """One skill's assessments in time order (oldest first), the last ``first`` of them."""
+    newest = (
+        select(SkillAssessment)
+        .where(*_skill_scope(access, learner_id, reader_provider_id), SkillAssessment.skill_key == skill_key)
+        .order_by(SkillAssessment.assessed_at.desc(), SkillAssessment.id.desc())
+        .limit(first)
+    )
+    return list(reversed(list((await session.execute(newest)).scalars())))

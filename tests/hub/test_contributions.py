@@ -251,3 +251,31 @@ async def test_depth_and_alias_limits(client, setup, settings):
     result = await shallow.execute(deepest)
     assert result.data is None
     assert "exceeds maximum operation depth of 5" in result.errors[0].message
+
+
+async def test_skills_summary_and_progression_across_contributors(client, engine, setup):
+    family, provider, token = setup
+    other = await make_provider(engine, "Second School", ["skills:contribute"])
+    await grant(engine, family, other, "skills", Action.CONTRIBUTE)
+    other_token = await get_token(client, other)
+    await gql(client, token, CONTRIBUTE_SKILLS, {"learner": lid(setup), "items": [skill(0, 1.5), skill(2, 2.5), skill(0, 3.0, "Speaking")]})
+    await gql(client, other_token, CONTRIBUTE_SKILLS, {"learner": learner_id_for(family, other),
+                                                       "items": [skill(1, 2.0), skill(3, 3.5)]})
+    body = (await gql(client, token, """query($id: ID!) { learner(id: $id) {
+        skillsSummary { skill { key label } latestProficiency evidenceCount latestAssessedAt }
+        skillProgression(skillKey: "label:collaboration") { latestProficiency assessments { proficiency } } } }""",
+                      {"id": lid(setup)})).json()
+    assert body["data"]["learner"]["skillsSummary"] == [
+        {"skill": {"key": "label:collaboration", "label": "Collaboration"}, "latestProficiency": 3.5, "evidenceCount": 4,
+         "latestAssessedAt": "2026-04-01T00:00:00+00:00"},
+        {"skill": {"key": "label:speaking", "label": "Speaking"}, "latestProficiency": 3.0, "evidenceCount": 1,
+         "latestAssessedAt": "2026-01-01T00:00:00+00:00"},
+    ]
+    assert body["data"]["learner"]["skillProgression"] == {
+        "latestProficiency": 3.5, "assessments": [{"proficiency": p} for p in (1.5, 2.0, 2.5, 3.5)]
+    }
+    # The other school holds only contribute: its summary covers only what it contributed (read_own).
+    other_token = await get_token(client, other, scope="skills:contribute")
+    denied = (await gql(client, other_token, "query($id: ID!) { learner(id: $id) { skillsSummary { evidenceCount } } }",
+                        {"id": learner_id_for(family, other)})).json()
+    assert denied["errors"][0]["extensions"]["code"] == "INSUFFICIENT_SCOPE"
