@@ -35,9 +35,12 @@ requests_app = typer.Typer(help="Providers' access requests, decided by the lear
 audit_app = typer.Typer(help="The hash-chained disclosure log.", no_args_is_help=True)
 receipts_app = typer.Typer(help="Signed consent receipts.", no_args_is_help=True)
 credentials_app = typer.Typer(help="Verifiable credentials (Open Badges 3.0, CLR 2.0).", no_args_is_help=True)
+entries_app = typer.Typer(help="Family actions on record entries: hide, unhide, delete.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention of retracted and deleted entries.", no_args_is_help=True)
 for sub, name in [(db_app, "db"), (guardian_app, "guardian"), (learner_app, "learner"), (provider_app, "provider"),
                   (client_app, "client"), (grant_app, "grant"), (schema_app, "schema"), (requests_app, "requests"),
-                  (audit_app, "audit"), (receipts_app, "receipts"), (credentials_app, "credentials")]:
+                  (audit_app, "audit"), (receipts_app, "receipts"), (credentials_app, "credentials"),
+                  (entries_app, "entries"), (retention_app, "retention")]:
     app.add_typer(sub, name=name)
 
 T = TypeVar("T")
@@ -487,6 +490,77 @@ def receipts_export(
         typer.echo(f"wrote {out}")
     else:
         typer.echo(text)
+
+
+# -- entries and retention -------------------------------------------------------------------
+
+
+def _entry_action(state: str, learner: str, section: str, entry: int, by: str | None, as_learner: bool) -> None:
+    from hub.grants.family import NotPermitted, require_control
+    from hub.records.service import SECTION_MODELS, set_entry_state
+
+    learner_id = _parse_uuid(learner, "learner")
+    _actor_options(by, as_learner)
+    if section not in SECTION_MODELS:
+        _fail(f"section must be one of {', '.join(sorted(SECTION_MODELS))}")
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> None:
+        now = datetime.now(UTC)
+        actor = await _resolve_actor(session, by, as_learner)
+        try:
+            await require_control(session=session, actor=actor, learner_id=learner_id, today=now,
+                                  policy=control_policy(settings))
+        except NotPermitted as exc:
+            raise LookupError(f"not permitted: {exc}") from None
+        await set_entry_state(session=session, section=section, learner_id=learner_id, entry_id=entry, now=now, state=state)
+
+    _in_transaction(work)
+    typer.echo(f"{section} entry {entry}: {state}")
+
+
+@entries_app.command("hide")
+def entries_hide(
+    learner: Annotated[str, typer.Option()], section: Annotated[str, typer.Option()], entry: Annotated[int, typer.Option()],
+    by: Annotated[str | None, typer.Option(help="Guardian email.")] = None,
+    as_learner: Annotated[bool, typer.Option("--as-learner")] = False,
+) -> None:
+    """Hide an entry from every provider (kept; reversible with `unhide`)."""
+    _entry_action("hide", learner, section, entry, by, as_learner)
+
+
+@entries_app.command("unhide")
+def entries_unhide(
+    learner: Annotated[str, typer.Option()], section: Annotated[str, typer.Option()], entry: Annotated[int, typer.Option()],
+    by: Annotated[str | None, typer.Option(help="Guardian email.")] = None,
+    as_learner: Annotated[bool, typer.Option("--as-learner")] = False,
+) -> None:
+    """Show a hidden entry to consented providers again."""
+    _entry_action("unhide", learner, section, entry, by, as_learner)
+
+
+@entries_app.command("delete")
+def entries_delete(
+    learner: Annotated[str, typer.Option()], section: Annotated[str, typer.Option()], entry: Annotated[int, typer.Option()],
+    by: Annotated[str | None, typer.Option(help="Guardian email.")] = None,
+    as_learner: Annotated[bool, typer.Option("--as-learner")] = False,
+) -> None:
+    """Delete an entry: invisible at once, purged for real after the retention window."""
+    _entry_action("delete", learner, section, entry, by, as_learner)
+
+
+@retention_app.command("purge")
+def retention_purge(days: Annotated[int | None, typer.Option(min=0, help="Override KINFOLIO_RETENTION_DAYS.")] = None) -> None:
+    """Really delete entries retracted or deleted longer ago than the retention window."""
+    from hub.records.service import purge_deleted
+
+    window = timedelta(days=get_settings().retention_days if days is None else days)
+
+    async def work(session: AsyncSession) -> dict[str, int]:
+        return await purge_deleted(session=session, before=datetime.now(UTC) - window)
+
+    purged = _in_transaction(work)
+    typer.echo("purged " + ", ".join(f"{n} {section}" for section, n in purged.items()))
 
 
 # -- demo, serve, schemas --------------------------------------------------------------------

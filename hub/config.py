@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     credential_issuer_name: str = "Kinfolio"
     jsonld_contexts_dir: Path | None = None
 
+    # Retracted or family-deleted entries are purged for real after this many days.
+    retention_days: int = Field(default=30, ge=0, le=3650)
+
     max_batch_size: int = Field(default=1000, ge=1, le=10_000)
     max_page_size: int = Field(default=100, ge=1, le=1000)
     graphql_max_depth: int = Field(default=8, ge=2, le=50)

@@ -17,6 +17,7 @@ from uuid import UUID
 import strawberry
 from graphql import GraphQLError
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from strawberry.extensions import (
     AddValidationRules,
@@ -354,6 +355,34 @@ class Mutation:
     @strawberry.mutation(description="Contribute a batch of skill assessments for one learner (idempotent on sourceId).")
     async def contribute_skills(self, info: GInfo, learner_id: strawberry.ID, skills: list[inputs.SkillInput]) -> types.ContributionResult | None:
         return await _contribute(info, learner_id, "skills", skills, "skills")
+
+    @strawberry.mutation(
+        description="Withdraw entries this provider contributed (soft delete, logged); re-sending one restores it. "
+        "Purged for real after the retention window."
+    )
+    async def retract_entries(
+        self, info: GInfo, learner_id: strawberry.ID, section: str, source_ids: list[str]
+    ) -> types.RetractionResult | None:
+        if section not in record_service.SECTION_MODELS:
+            raise bad_input(f"section must be one of {sorted(record_service.SECTION_MODELS)}", argument="section")
+        if not 1 <= len(source_ids) <= info.context.settings.max_batch_size:
+            raise bad_input(f"sourceIds must hold 1 to {info.context.settings.max_batch_size} ids", argument="sourceIds")
+        learner = await _resolve_learner(info, learner_id)
+        allowed = await _authorize(info, learner, section, Action.CONTRIBUTE)
+        ctx = info.context
+        wanted = list(dict.fromkeys(source_ids))
+        async with ctx.db() as session:
+            model = record_service.SECTION_MODELS[section]
+            live = set((await session.execute(
+                select(model.source_id).where(model.learner_id == learner, model.provider_id == ctx.token.provider_id,
+                                              model.source_id.in_(wanted), model.deleted_at.is_(None))
+            )).scalars())
+            count = await record_service.retract_entries(
+                session=session, access=allowed, section=section, learner_id=learner,
+                provider_id=ctx.token.provider_id, source_ids=sorted(live), now=ctx.access.now,
+            )
+        ctx.access.disclosed(learner, section, Action.CONTRIBUTE, count)
+        return types.RetractionResult(retracted=count, not_found=[s for s in wanted if s not in live])
 
     @strawberry.mutation(description="Record a batch of activities for one learner (idempotent on sourceId).")
     async def record_activities(

@@ -249,6 +249,12 @@ class Activity:
         )
 
 
+@strawberry.type(description="What a retraction did.")
+class RetractionResult:
+    retracted: int
+    not_found: list[str] = strawberry.field(description="Source ids that are not this provider's live entries.")
+
+
 @strawberry.type(description="What a batch contribution did. Re-sending a batch creates nothing new.")
 class ContributionResult:
     received: int

@@ -40,6 +40,11 @@ class RecordEntry:
     content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Retracted by its provider or deleted by the family: invisible at once, purged for real
+    # once the retention window has passed (`kinfolio retention purge`).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Hidden by the family: kept, but no provider sees it until unhidden.
+    hidden_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Badge(RecordEntry, Base):

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, func, insert, or_, select, union_all, update
+from sqlalchemy import and_, delete, func, insert, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -132,16 +132,16 @@ async def contribute_entries(
     to_row = _ROW_MAPPERS[section]
     by_source = {e.source_id: e for e in entries}
 
-    known: dict[str, tuple[int, str]] = {}
+    known: dict[str, tuple[int, str, bool]] = {}
     source_ids = list(by_source)
     for start in range(0, len(source_ids), _LOOKUP_CHUNK):
         chunk = source_ids[start : start + _LOOKUP_CHUNK]
         result = await session.execute(
-            select(model.source_id, model.id, model.content_hash).where(
+            select(model.source_id, model.id, model.content_hash, model.deleted_at).where(
                 model.provider_id == provider_id, model.learner_id == learner_id, model.source_id.in_(chunk)
             )
         )
-        known.update({row.source_id: (row.id, row.content_hash) for row in result})
+        known.update({row.source_id: (row.id, row.content_hash, row.deleted_at is not None) for row in result})
 
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -160,8 +160,11 @@ async def contribute_entries(
                     **to_row(entry),
                 }
             )
-        elif known[source_id][1] != digest:
-            updates.append({"id": known[source_id][0], "content_hash": digest, "updated_at": now, **to_row(entry)})
+        elif known[source_id][1] != digest or known[source_id][2]:
+            # Changed content, or re-sent after a retraction (which restores the entry).
+            updates.append(
+                {"id": known[source_id][0], "content_hash": digest, "updated_at": now, "deleted_at": None, **to_row(entry)}
+            )
         else:
             unchanged += 1
     if inserts:
@@ -213,7 +216,7 @@ def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-
     """The newest-first, keyset-paginated query of one learner's page (first + 1 rows)."""
     model = SECTION_MODELS[spec.section]
     at_col = _ORDER_COLUMN[spec.section]
-    query = select(model).where(model.learner_id == learner_id)
+    query = select(model).where(model.learner_id == learner_id, model.deleted_at.is_(None), model.hidden_at.is_(None))
     if spec.own_only:
         query = query.where(model.provider_id == spec.reader_provider_id)
     if spec.data_from is not None:
@@ -295,7 +298,9 @@ class SkillSummaryRow:
 
 
 def _skill_scope(access: Allowed, learner_id: UUID, reader_provider_id: UUID):  # type: ignore[no-untyped-def]
-    conditions = [SkillAssessment.learner_id == learner_id]
+    conditions = [
+        SkillAssessment.learner_id == learner_id, SkillAssessment.deleted_at.is_(None), SkillAssessment.hidden_at.is_(None)
+    ]
     if access.own_only:
         conditions.append(SkillAssessment.provider_id == reader_provider_id)
     if access.data_from is not None:
@@ -350,3 +355,41 @@ async def skill_progression(
         .limit(first)
     )
     return list(reversed(list((await session.execute(newest)).scalars())))
+
+
+async def retract_entries(
+    *, session: AsyncSession, access: Allowed, section: str, learner_id: UUID, provider_id: UUID,
+    source_ids: Sequence[str], now: datetime,
+) -> int:
+    """A provider withdraws entries it contributed (never anyone else's). Returns how many."""
+    del access  # a contribute decision for this learner and section
+    model = SECTION_MODELS[section]
+    result = await session.execute(
+        update(model)
+        .where(model.learner_id == learner_id, model.provider_id == provider_id, model.source_id.in_(list(source_ids)),
+               model.deleted_at.is_(None))
+        .values(deleted_at=now, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+async def set_entry_state(
+    *, session: AsyncSession, section: str, learner_id: UUID, entry_id: int, now: datetime, state: str
+) -> None:
+    """Family actions on any entry of their learner: ``hide``, ``unhide`` or ``delete``."""
+    model = SECTION_MODELS[section]
+    values = {"hide": {"hidden_at": now}, "unhide": {"hidden_at": None}, "delete": {"deleted_at": now}}[state]
+    result = await session.execute(
+        update(model).where(model.id == entry_id, model.learner_id == learner_id).values(updated_at=now, **values)
+    )
+    if not result.rowcount:
+        raise LookupError(f"no {section} entry {entry_id} for that learner")
+
+
+async def purge_deleted(*, session: AsyncSession, before: datetime) -> dict[str, int]:
+    """Really delete entries retracted or deleted before ``before`` (the retention window)."""
+    purged = {}
+    for section, model in SECTION_MODELS.items():
+        result = await session.execute(delete(model).where(model.deleted_at.is_not(None), model.deleted_at < before))
+        purged[section] = result.rowcount or 0
+    return purged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -279,3 +280,69 @@ async def test_skills_summary_and_progression_across_contributors(client, engine
     denied = (await gql(client, other_token, "query($id: ID!) { learner(id: $id) { skillsSummary { evidenceCount } } }",
                         {"id": learner_id_for(family, other)})).json()
     assert denied["errors"][0]["extensions"]["code"] == "INSUFFICIENT_SCOPE"
+
+
+RETRACT = """mutation($learner: ID!, $section: String!, $ids: [String!]!) {
+  retractEntries(learnerId: $learner, section: $section, sourceIds: $ids) { retracted notFound } }"""
+
+
+async def test_providers_retract_only_their_own_entries_and_resending_restores(client, engine, setup):
+    family, provider, token = setup
+    other = await make_provider(engine, "Other Writer", ["activities:contribute"])
+    await grant(engine, family, other, "activities", Action.CONTRIBUTE)
+    other_token = await get_token(client, other)
+    await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(n) for n in range(3)]})
+    await gql(client, other_token, RECORD_ACTIVITIES, {"learner": learner_id_for(family, other),
+                                                       "items": [{**activity(9), "sourceId": "theirs"}]})
+    body = (await gql(client, token, RETRACT, {"learner": lid(setup), "section": "activities",
+                                               "ids": ["act-1", "theirs", "nope"]})).json()
+    assert body["data"]["retractEntries"] == {"retracted": 1, "notFound": ["theirs", "nope"]}
+    read = "query($id: ID!) { learner(id: $id) { activities { nodes { sourceId } } } }"
+    nodes = (await gql(client, token, read, {"id": lid(setup)})).json()["data"]["learner"]["activities"]["nodes"]
+    assert sorted(n["sourceId"] for n in nodes) == ["act-0", "act-2", "theirs"]
+    restored = (await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(1)]})).json()
+    assert restored["data"]["recordActivities"] == {"received": 1, "created": 0, "updated": 1, "unchanged": 0}
+    nodes = (await gql(client, token, read, {"id": lid(setup)})).json()["data"]["learner"]["activities"]["nodes"]
+    assert len(nodes) == 4
+    bad = (await gql(client, token, RETRACT, {"learner": lid(setup), "section": "grades", "ids": ["x"]})).json()
+    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_family_hides_and_deletes_entries_and_purge_makes_it_real(client, engine, setup, database_url, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hub.cli import app as cli
+    from hub.config import get_settings
+    from hub.db import make_sessionmaker
+    from hub.people.models import Guardian
+
+    family, _, token = setup
+    await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(n) for n in range(3)]})
+    async with engine.connect() as conn:
+        ids = (await conn.execute(select(Activity.id).order_by(Activity.source_id))).scalars().all()
+    async with make_sessionmaker(engine)() as session:
+        email = (await session.get(Guardian, family.guardian_id)).email
+    monkeypatch.setenv("KINFOLIO_DATABASE_URL", database_url)
+    monkeypatch.setenv("KINFOLIO_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    async def kinfolio(*args: str):  # type: ignore[no-untyped-def]
+        # The CLI runs its own event loop: give it a thread of its own.
+        return await asyncio.to_thread(runner.invoke, cli, list(args))
+
+    base = ["--learner", str(family.learner_id), "--section", "activities", "--by", email]
+    try:
+        assert (await kinfolio("entries", "hide", *base, "--entry", str(ids[0]))).exit_code == 0
+        assert (await kinfolio("entries", "delete", *base, "--entry", str(ids[1]))).exit_code == 0
+        refused = await kinfolio("entries", "hide", "--learner", str(family.learner_id), "--section", "activities",
+                                 "--by", "nobody@example.org", "--entry", str(ids[2]))
+        assert refused.exit_code == 2 and "no guardian" in refused.output
+        read = "query($id: ID!) { learner(id: $id) { activities { nodes { sourceId } } } }"
+        nodes = (await gql(client, token, read, {"id": lid(setup)})).json()["data"]["learner"]["activities"]["nodes"]
+        assert [n["sourceId"] for n in nodes] == ["act-2"]
+        assert "purged 0 badges, 0 skills, 0 activities" in (await kinfolio("retention", "purge")).output
+        assert "purged 0 badges, 0 skills, 1 activities" in (await kinfolio("retention", "purge", "--days", "0")).output
+    finally:
+        get_settings.cache_clear()
+    assert await _count(engine, Activity) == 2  # the hidden one is kept, the deleted one is gone
