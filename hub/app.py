@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         engine=engine,
         sessions=make_sessionmaker(engine),
         signing_keys=keys,
-        auth_server=KinfolioAuthorizationServer(settings, keys.private),
+        auth_server=KinfolioAuthorizationServer(settings, keys),
     )
     app.include_router(oauth_router)
     app.include_router(
