@@ -65,6 +65,16 @@ async def _drop_pg_database(url: str, admin_url: str) -> None:
         await conn.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> None:
+    """Argon2id with the library's cheapest parameters: production costs ~0.5 s per hash here."""
+    from argon2 import PasswordHasher, profiles
+
+    from hub.accounts.service import use_hasher
+
+    use_hasher(PasswordHasher.from_parameters(profiles.CHEAPEST))
+
+
 @pytest.fixture(scope="session")
 def is_postgres() -> bool:
     return bool(os.environ.get("KINFOLIO_TEST_DATABASE_URL"))

@@ -35,6 +35,13 @@ class WeakPassword(ValueError):
     pass
 
 
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Replace the Argon2id parameters (the test suite uses argon2's cheapest profile for speed)."""
+    global _hasher, _DUMMY_HASH
+    _hasher = hasher
+    _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
+
+
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"use at least {MIN_PASSWORD_LENGTH} characters")
