@@ -159,3 +159,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped:
         reporter.write_line(f"KINFOLIO_FORBID_SKIPS: {len(skipped)} test(s) were skipped; failing the run", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+from tests.live_server import live_server  # noqa: E402,F401  (a real uvicorn server, for tests/live and tests/browser)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last (STACK_NOTES: nothing asyncio-driven may follow Playwright)."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
