@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from starlette.middleware.sessions import SessionMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.fastapi import GraphQLRouter
 
 import hub.models  # noqa: F401  (every table on Base.metadata, for FK resolution)
-from hub.config import Settings, get_settings
+from hub.config import Settings, get_settings, session_secret
 from hub.credentials.routes import router as credentials_router
 from hub.db import make_engine, make_sessionmaker
 from hub.graphql.context import get_context
@@ -19,6 +20,8 @@ from hub.graphql.schema import build_schema
 from hub.oauth.keys import SigningKeys, load_signing_keys
 from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
+from hub.web.accounts import router as accounts_router
+from hub.web.authorize import router as authorize_router
 
 
 @dataclass
@@ -48,10 +51,22 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         engine=engine,
         sessions=make_sessionmaker(engine),
         signing_keys=keys,
-        auth_server=KinfolioAuthorizationServer(settings, keys.private),
+        auth_server=KinfolioAuthorizationServer(settings, keys),
+    )
+    # Family sign-in sessions: signed cookie, HttpOnly (Starlette's default), SameSite=Lax,
+    # Secure whenever the issuer is https.
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings),
+        session_cookie="kinfolio_session",
+        max_age=settings.session_max_age_seconds,
+        same_site="lax",
+        https_only=settings.uses_tls,
     )
     app.include_router(oauth_router)
     app.include_router(credentials_router)
+    app.include_router(authorize_router)
+    app.include_router(accounts_router)
     app.include_router(
         GraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )

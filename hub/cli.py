@@ -37,10 +37,11 @@ receipts_app = typer.Typer(help="Signed consent receipts.", no_args_is_help=True
 credentials_app = typer.Typer(help="Verifiable credentials (Open Badges 3.0, CLR 2.0).", no_args_is_help=True)
 entries_app = typer.Typer(help="Family actions on record entries: hide, unhide, delete.", no_args_is_help=True)
 retention_app = typer.Typer(help="Retention of retracted and deleted entries.", no_args_is_help=True)
+keys_app = typer.Typer(help="Access-token signing keys.", no_args_is_help=True)
 for sub, name in [(db_app, "db"), (guardian_app, "guardian"), (learner_app, "learner"), (provider_app, "provider"),
                   (client_app, "client"), (grant_app, "grant"), (schema_app, "schema"), (requests_app, "requests"),
                   (audit_app, "audit"), (receipts_app, "receipts"), (credentials_app, "credentials"),
-                  (entries_app, "entries"), (retention_app, "retention")]:
+                  (entries_app, "entries"), (retention_app, "retention"), (keys_app, "keys")]:
     app.add_typer(sub, name=name)
 
 T = TypeVar("T")
@@ -215,19 +216,59 @@ def client_create(
     provider: Annotated[str, typer.Option(help="Provider name.")],
     scope: Annotated[list[str], typer.Option(help="e.g. activities:contribute; repeat for several.")],
     name: Annotated[str, typer.Option()] = "sync job",
+    redirect_uri: Annotated[list[str] | None, typer.Option(
+        help="Registered redirect URI (exact match); repeat for several. Enables the authorization-code flow.")] = None,
+    auth_method: Annotated[str, typer.Option(
+        help="client_secret_basic (default), private_key_jwt (needs --jwks-file) or none (public client, PKCE only).")]
+    = "client_secret_basic",
+    jwks_file: Annotated[Path | None, typer.Option(help="The client's public JWKS (JSON) for private_key_jwt.")] = None,
+    grant_type: Annotated[list[str] | None, typer.Option(
+        help="client_credentials / authorization_code / refresh_token; default: client_credentials, or "
+             "authorization_code + refresh_token when --redirect-uri is given.")] = None,
 ) -> None:
-    """Register a client-credentials OAuth client. The secret is printed once and never stored."""
+    """Register an OAuth client. A secret, if any, is printed once and stored hashed."""
     from hub.providers.service import create_client, get_provider_by_name
 
-    async def work(session: AsyncSession) -> tuple[str, str]:
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = json.loads(jwks_file.read_text())
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read {jwks_file}: {exc}")
+
+    async def work(session: AsyncSession) -> tuple[str, str | None]:
         found = await get_provider_by_name(session=session, name=provider)
         if found is None:
             raise LookupError(f"no provider named {provider!r}")
-        client, secret = await create_client(session=session, provider_id=found.id, name=name, scopes=scope)
+        client, secret = await create_client(
+            session=session, provider_id=found.id, name=name, scopes=scope, redirect_uris=redirect_uri or [],
+            auth_method=auth_method, jwks=jwks, grant_types=grant_type or None,
+        )
         return client.client_id, secret
 
     client_id, secret = _in_transaction(work)
-    typer.echo(f"client_id:     {client_id}\nclient_secret: {secret}\n(the secret is shown only now)")
+    if secret is None:
+        typer.echo(f"client_id:     {client_id}\n(no client secret: {auth_method})")
+    else:
+        typer.echo(f"client_id:     {client_id}\nclient_secret: {secret}\n(the secret is shown only now)")
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new signing key: it signs from now on, both keys are published in the JWKS, and the
+    old key is retired once the longest access token it signed has expired (about 16 minutes).
+    Running servers pick the change up without a restart."""
+    from hub.oauth.keys import RETIRE_AFTER_SECONDS, load_signing_keys
+
+    settings = get_settings()
+    keys = load_signing_keys(settings)
+    new_kid, retiring = keys.rotate()
+    typer.echo(f"signing with {new_kid}")
+    for kid in retiring:
+        typer.echo(f"retiring {kid} in {RETIRE_AFTER_SECONDS} s (still published until then)")
 
 
 # -- consent ---------------------------------------------------------------------------------

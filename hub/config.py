@@ -58,6 +58,19 @@ class Settings(BaseSettings):
 
     # Retracted or family-deleted entries are purged for real after this many days.
     retention_days: int = Field(default=30, ge=0, le=3650)
+    # -- authorization server and family accounts (issue 3) -------------------------------
+    # RFC 6749 §4.1.2: codes "MUST expire shortly"; 10 minutes at most is recommended.
+    authorization_code_ttl_seconds: int = Field(default=60, ge=10, le=600)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=300, le=180 * 24 * 3600)
+    # Key of the signed session cookie, hex, at least 32 bytes. Generated under data_dir in
+    # development; production must supply it (every replica must accept the same cookies).
+    session_secret_hex: str | None = Field(default=None, min_length=64)
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=300, le=30 * 24 * 3600)
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_seconds: int = Field(default=900, ge=10, le=24 * 3600)
+    password_reset_ttl_seconds: int = Field(default=3600, ge=300, le=24 * 3600)
+    # RFC 7591 registrations accepted per source address per hour.
+    registrations_per_hour: int = Field(default=10, ge=1, le=10_000)
 
     max_batch_size: int = Field(default=1000, ge=1, le=10_000)
     max_page_size: int = Field(default=100, ge=1, le=1000)
@@ -65,7 +78,7 @@ class Settings(BaseSettings):
     graphql_max_aliases: int = Field(default=15, ge=1, le=200)
     graphql_max_tokens: int = Field(default=100_000, ge=100)
 
-    @field_validator("pseudonym_key_hex")
+    @field_validator("pseudonym_key_hex", "session_secret_hex")
     @classmethod
     def _hex(cls, value: str | None) -> str | None:
         if value is not None:
@@ -97,6 +110,8 @@ class Settings(BaseSettings):
                 raise ValueError("production requires KINFOLIO_DATABASE_URL")
             if not self.pseudonym_key_hex:
                 raise ValueError("production requires KINFOLIO_PSEUDONYM_KEY_HEX")
+            if not self.session_secret_hex:
+                raise ValueError("production requires KINFOLIO_SESSION_SECRET_HEX")
             if not self.issuer.startswith("https://"):
                 raise ValueError("production requires an https:// KINFOLIO_ISSUER (RFC 8414 §2)")
         return self
@@ -119,6 +134,15 @@ class Settings(BaseSettings):
     def resolved_credential_key_file(self) -> Path:
         return self.credential_key_file or self.data_dir / "credential-signing-key.pem"
 
+    @property
+    def signing_keyring_file(self) -> Path:
+        """Keys added by ``kinfolio keys rotate`` (JSON), next to the data directory."""
+        return self.data_dir / "jwt-signing-keyring.json"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.issuer.startswith("https://")
+
 
 def control_policy(settings: Settings) -> ControlPolicy:
     return ControlPolicy(
@@ -139,6 +163,16 @@ def pseudonym_key(settings: Settings) -> bytes:
     return bytes.fromhex(
         read_or_create(settings.data_dir / "pseudonym-key.hex", lambda: secrets.token_hex(32).encode()).decode()
     )
+
+
+def session_secret(settings: Settings) -> str:
+    if settings.session_secret_hex:
+        return settings.session_secret_hex
+    import secrets
+
+    from hub.keyfiles import read_or_create
+
+    return read_or_create(settings.data_dir / "session-secret.hex", lambda: secrets.token_hex(32).encode()).decode()
 
 
 @cache

@@ -1,8 +1,9 @@
 """Imports every model so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from hub.accounts.models import OutboxMessage, PasswordReset, RateEvent
 from hub.credentials.models import HeldCredential, IssuedCredential
 from hub.grants.models import AccessRequest, ConsentGrant, DisclosureEvent, LearnerLogHead, LearnerPseudonym
-from hub.oauth.models import IssuedToken
+from hub.oauth.models import AuthorizationCode, ClientAssertionJti, IssuedToken, RefreshToken
 from hub.people.models import Guardian, Learner, LearnerGuardian
 from hub.providers.models import OAuthClient, Provider
 from hub.records.models import Activity, Badge, SkillAssessment
@@ -10,7 +11,9 @@ from hub.records.models import Activity, Badge, SkillAssessment
 __all__ = [
     "AccessRequest",
     "Activity",
+    "AuthorizationCode",
     "Badge",
+    "ClientAssertionJti",
     "ConsentGrant",
     "DisclosureEvent",
     "Guardian",
@@ -22,6 +25,10 @@ __all__ = [
     "LearnerLogHead",
     "LearnerPseudonym",
     "OAuthClient",
+    "OutboxMessage",
+    "PasswordReset",
     "Provider",
+    "RateEvent",
+    "RefreshToken",
     "SkillAssessment",
 ]

@@ -65,6 +65,16 @@ async def _drop_pg_database(url: str, admin_url: str) -> None:
         await conn.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> None:
+    """Argon2id with the library's cheapest parameters: production costs ~0.5 s per hash here."""
+    from argon2 import PasswordHasher, profiles
+
+    from hub.accounts.service import use_hasher
+
+    use_hasher(PasswordHasher.from_parameters(profiles.CHEAPEST))
+
+
 @pytest.fixture(scope="session")
 def is_postgres() -> bool:
     return bool(os.environ.get("KINFOLIO_TEST_DATABASE_URL"))
@@ -149,3 +159,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped:
         reporter.write_line(f"KINFOLIO_FORBID_SKIPS: {len(skipped)} test(s) were skipped; failing the run", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+from tests.live_server import live_server  # noqa: E402,F401  (a real uvicorn server, for tests/live and tests/browser)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last (STACK_NOTES: nothing asyncio-driven may follow Playwright)."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))

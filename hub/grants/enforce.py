@@ -64,7 +64,14 @@ class ProviderAccess:
             )
         return self._grants[learner_id]
 
+    def bound_to(self, learner_id: UUID) -> bool:
+        """Issue 3: a token from the authorization-code flow reaches only the learner it was
+        issued for; every other learner is indistinguishable from one that does not exist."""
+        return self._token.learner_id is None or self._token.learner_id == learner_id
+
     async def require_visible(self, learner_id: UUID) -> None:
+        if not self.bound_to(learner_id):
+            raise LearnerNotFound(learner_id)
         if not has_live_grant(await self._grants_for(learner_id), self.now):
             raise LearnerNotFound(learner_id)
 

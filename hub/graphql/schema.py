@@ -197,6 +197,24 @@ class LearnerConnection:
     page_info: types.PageInfo
 
 
+async def _bound_learner_page(info: GInfo, after: str | None) -> LearnerConnection:
+    """A learner-bound token (authorization-code flow, issue 3) lists at most its own learner."""
+    from hub.oauth.service import pairwise_of
+
+    ctx = info.context
+    assert ctx.token.learner_id is not None
+    async with ctx.db() as session:
+        pseudonym = await pairwise_of(session, ctx.token.provider_id, ctx.token.learner_id)
+        visible = pseudonym is not None and (after is None or pseudonym > after)
+        if visible:
+            try:
+                await ctx.access.require_visible(ctx.token.learner_id)
+            except LearnerNotFound:
+                visible = False
+    nodes = [Learner(id=strawberry.ID(pseudonym), uuid=ctx.token.learner_id)] if visible and pseudonym else []
+    return LearnerConnection(nodes=nodes, page_info=types.PageInfo(has_next_page=False, end_cursor=pseudonym if nodes else None))
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="Learners this provider holds at least one live grant for.")
@@ -205,6 +223,8 @@ class Query:
         if after is not None and not looks_like_pairwise_id(after):
             raise bad_input("the cursor is not one this API returned", argument="after")
         ctx = info.context
+        if ctx.token.learner_id is not None:
+            return await _bound_learner_page(info, after)
         async with ctx.db() as session:
             rows, has_next = await grant_service.learners_with_live_grant(
                 session=session, provider_id=ctx.token.provider_id, at=ctx.access.now, first=first, after=after

@@ -52,6 +52,9 @@ class TokenContext:
     client_id: str
     provider_id: UUID
     scopes: frozenset[str]
+    # Tokens from the authorization-code flow are bound to the one learner the family chose;
+    # None for client-credentials tokens (which reach every learner the provider has grants for).
+    learner_id: UUID | None = None
 
 
 def bearer_token_from_header(authorization: str | None) -> str:
@@ -102,7 +105,10 @@ async def authenticate(
     # The token row makes revocation and client disabling take effect before `exp`.
     row = (
         await session.execute(
-            select(IssuedToken.client_id, IssuedToken.provider_id, IssuedToken.scope, IssuedToken.revoked_at)
+            select(
+                IssuedToken.client_id, IssuedToken.provider_id, IssuedToken.scope, IssuedToken.revoked_at,
+                IssuedToken.learner_id,
+            )
             .join(OAuthClient, OAuthClient.client_id == IssuedToken.client_id)
             .where(IssuedToken.jti == str(claims["jti"]), OAuthClient.disabled_at.is_(None))
         )
@@ -112,4 +118,7 @@ async def authenticate(
     scopes = frozenset(row.scope.split())
     if not scopes:
         raise BearerError(403, "insufficient_scope", "the access token carries no Kinfolio scope")
-    return TokenContext(jti=str(claims["jti"]), client_id=row.client_id, provider_id=row.provider_id, scopes=scopes)
+    return TokenContext(
+        jti=str(claims["jti"]), client_id=row.client_id, provider_id=row.provider_id, scopes=scopes,
+        learner_id=row.learner_id,
+    )

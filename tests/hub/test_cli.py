@@ -99,3 +99,22 @@ def test_demo_loads_once_and_prints_a_working_recipe(kinfolio):  # type: ignore[
     for output in (first, second):
         assert "client_secret:" in output and "/oauth/token" in output and "/graphql" in output
     assert len(kinfolio("learner", "list").output.splitlines()) == 4
+
+
+def test_code_flow_clients_and_key_rotation(kinfolio, tmp_path):  # type: ignore[no-untyped-def]
+    kinfolio("provider", "create", "--name", "Reading App", "--kind", "app")
+    web = kinfolio("client", "create", "--provider", "Reading App", "--scope", "badges:read",
+                   "--redirect-uri", "https://reading.example.org/cb").output
+    assert "client_secret:" in web
+    public = kinfolio("client", "create", "--provider", "Reading App", "--scope", "badges:read",
+                      "--redirect-uri", "http://127.0.0.1:8765/cb", "--auth-method", "none").output
+    assert "no client secret" in public
+    refused = kinfolio("client", "create", "--provider", "Reading App", "--scope", "badges:read",
+                       "--redirect-uri", "https://reading.example.org/cb#x", ok=False)
+    assert refused.exit_code == 2 and "fragment" in refused.output
+    refused = kinfolio("client", "create", "--provider", "Reading App", "--scope", "badges:read",
+                       "--auth-method", "private_key_jwt", ok=False)
+    assert refused.exit_code == 2 and "JWKS" in refused.output
+    first = kinfolio("keys", "rotate").output
+    assert first.startswith("signing with ") and "retiring" in first
+    assert (tmp_path / "jwt-signing-keyring.json").exists()

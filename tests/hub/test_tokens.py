@@ -221,5 +221,11 @@ async def test_metadata_document(client):
     assert body["issuer"] == ISSUER
     assert body["token_endpoint"] == f"{ISSUER}/oauth/token"
     assert body["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
-    assert body["grant_types_supported"] == ["client_credentials"]
+    assert body["grant_types_supported"] == ["authorization_code", "refresh_token", "client_credentials"]
+    assert body["authorization_endpoint"] == f"{ISSUER}/oauth/authorize"
+    assert body["revocation_endpoint"] == f"{ISSUER}/oauth/revoke"
+    assert body["introspection_endpoint"] == f"{ISSUER}/oauth/introspect"
+    assert body["registration_endpoint"] == f"{ISSUER}/oauth/register"
+    assert body["code_challenge_methods_supported"] == ["S256"]  # RFC 9700 §2.1.1: never plain
+    assert body["response_types_supported"] == ["code"]
     assert "badges:read" in body["scopes_supported"]
