@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from starlette.middleware.sessions import SessionMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.fastapi import GraphQLRouter
@@ -16,6 +17,7 @@ from hub.config import Settings, get_settings, session_secret
 from hub.credentials.routes import router as credentials_router
 from hub.db import make_engine, make_sessionmaker
 from hub.graphql.context import get_context
+from hub.graphql.limits import RateLimited, RateLimiter
 from hub.graphql.schema import build_schema
 from hub.oauth.keys import SigningKeys, load_signing_keys
 from hub.oauth.routes import router as oauth_router
@@ -31,6 +33,7 @@ class HubState:
     sessions: async_sessionmaker[AsyncSession]
     signing_keys: SigningKeys
     auth_server: KinfolioAuthorizationServer
+    rate_limiter: RateLimiter
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -52,7 +55,13 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         sessions=make_sessionmaker(engine),
         signing_keys=keys,
         auth_server=KinfolioAuthorizationServer(settings, keys),
+        rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
     )
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(_request: Request, exc: RateLimited) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=429, headers={"Retry-After": str(exc.retry_after)})
+
     # Family sign-in sessions: signed cookie, HttpOnly (Starlette's default), SameSite=Lax,
     # Secure whenever the issuer is https.
     app.add_middleware(

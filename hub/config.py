@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(default=8, ge=2, le=50)
     graphql_max_aliases: int = Field(default=15, ge=1, le=200)
     graphql_max_tokens: int = Field(default=100_000, ge=100)
+    # Upper bound on objects one operation may return, from its page sizes (hub/graphql/limits.py).
+    graphql_max_cost: int = Field(default=50_000, ge=100)
+    # Per-client API rate limit (requests per minute, and the burst allowed at once), per replica.
+    rate_limit_per_minute: int = Field(default=6000, ge=1)
+    rate_limit_burst: int = Field(default=200, ge=1)
 
     @field_validator("pseudonym_key_hex", "session_secret_hex")
     @classmethod

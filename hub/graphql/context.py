@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from strawberry.fastapi import BaseContext
 from hub.config import Settings
 from hub.db import utcnow
 from hub.grants.enforce import ProviderAccess
+from hub.graphql.limits import RateLimited
 from hub.oauth.bearer import BearerError, TokenContext, authenticate
 from hub.records.service import Page, PageQuery, list_pages
 
@@ -77,6 +79,9 @@ async def get_context(request: Request) -> AsyncIterator[Context]:
                 detail={"error": error.error or "unauthorized", "error_description": str(error)},
                 headers={"WWW-Authenticate": error.challenge},
             ) from None
+        wait = hub.rate_limiter.take(token.client_id)
+        if wait is not None:
+            raise RateLimited(max(1, math.ceil(wait)))
         yield Context(
             settings=hub.settings,
             token=token,

@@ -37,6 +37,7 @@ from consent.pseudonyms import looks_like_pairwise_id
 from hub.config import Settings
 from hub.graphql import inputs, types
 from hub.graphql.context import Context
+from hub.graphql.limits import cost_limit
 from hub.graphql.errors import EXPECTED_CODES, ErrorCode, api_error, bad_input, learner_not_found
 from hub.grants import requests as request_service
 from hub.grants import service as grant_service
@@ -462,6 +463,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             lambda: AddValidationRules(rules),
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
+            cost_limit(settings.graphql_max_cost),
             lambda: MaskErrors(should_mask_error=_should_mask, error_message="Unexpected error."),
             CommitOperation,
         ],
