@@ -6,7 +6,7 @@ from hub.grants.models import AccessRequest, ConsentGrant, DisclosureEvent, Lear
 from hub.oauth.models import AuthorizationCode, ClientAssertionJti, IssuedToken, RefreshToken
 from hub.people.models import Guardian, Learner, LearnerGuardian
 from hub.providers.models import OAuthClient, Provider
-from hub.records.models import Activity, Badge, SkillAssessment
+from hub.records.models import Activity, Badge, RecordChange, SkillAssessment
 
 __all__ = [
     "AccessRequest",
@@ -29,6 +29,7 @@ __all__ = [
     "PasswordReset",
     "Provider",
     "RateEvent",
+    "RecordChange",
     "RefreshToken",
     "SkillAssessment",
 ]

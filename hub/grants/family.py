@@ -19,6 +19,7 @@ from hub.grants.models import AccessRequest, ConsentGrant
 from hub.grants.service import grant_access, revoke_access
 from hub.people.models import Learner, LearnerGuardian
 from hub.records.models import SECTION_MODELS
+from hub.records.service import log_changes
 
 
 class NotPermitted(PermissionError):
@@ -106,10 +107,13 @@ async def revoke_by(
     if delete_contributions and action in (None, Action.CONTRIBUTE):
         for name, model in SECTION_MODELS.items():
             if section is None or name == section:
-                result = await session.execute(
+                gone = (await session.execute(
                     delete(model).where(model.learner_id == learner_id, model.provider_id == provider_id)
-                )
-                deleted += result.rowcount or 0
+                    .returning(model.id, model.source_id)
+                )).all()
+                await log_changes(session=session, section=name, learner_id=learner_id, provider_id=provider_id,
+                                  entries=[(row.id, row.source_id) for row in gone], op="deleted", now=now)
+                deleted += len(gone)
     return revoked, deleted
 
 

@@ -258,9 +258,90 @@ class Query:
             page_info=types.PageInfo(has_next_page=has_next, end_cursor=rows[-1][0].created_at.isoformat() if rows else None),
         )
 
+    @strawberry.field(
+        description="Entries created, updated and deleted, as far as this provider may read them, in a stable "
+        "order with a resumable cursor: pass the last `endCursor` as `after`. No change is skipped or repeated."
+    )
+    async def changes(
+        self, info: GInfo, after: str | None = None, sections: list[str] | None = None, first: int = 100
+    ) -> types.ChangeConnection:
+        _check_first(info, first)
+        wanted = sections if sections is not None else sorted(record_service.SECTION_MODELS)
+        unknown = sorted(set(wanted) - set(record_service.SECTION_MODELS))
+        if unknown or not wanted:
+            raise bad_input(f"sections must be among {sorted(record_service.SECTION_MODELS)}", argument="sections")
+        try:
+            position = record_service.FeedPosition.decode(after) if after else None
+        except record_service.InvalidCursor as exc:
+            raise bad_input(str(exc), argument="after") from None
+        return await _read_feed(info, position, wanted, first)
+
     @strawberry.field(description="One learner; null with NOT_FOUND when absent or not shared with this provider.")
     async def learner(self, info: GInfo, id: strawberry.ID) -> Learner | None:
         return Learner(id=id, uuid=await _resolve_learner(info, id))
+
+
+_FEED_TYPES = {"badges": ("badge", types.Badge), "skills": ("skill", types.SkillAssessment),
+               "activities": ("activity", types.Activity)}
+
+
+async def _read_feed(
+    info: GInfo, position: Any, sections: list[str], first: int
+) -> types.ChangeConnection:
+    """Scan the feed in order, keep the changes consent allows, stop after ``first`` of them.
+
+    Refused rows are skipped but still advance the cursor, so they are never re-scanned; the scan
+    is bounded per request (``10 * first`` rows) and reports ``hasNextPage`` when it stops early.
+    """
+    ctx = info.context
+    kept: list[tuple[Any, str, Any]] = []  # (change, pairwise id, decision)
+    cursor, scanned, budget, has_more = position, 0, 10 * first, True
+    while len(kept) < first:
+        if scanned >= budget:
+            break  # bounded work per request; the client continues from endCursor
+        limit = min(200, budget - scanned)
+        async with ctx.db() as session:
+            batch = await record_service.read_changes(
+                session=session, reader_provider_id=ctx.token.provider_id, after=cursor, sections=sections, limit=limit
+            )
+            await ctx.access.preload(list({change.learner_id for change, _ in batch}))
+        for change, pairwise in batch:
+            if len(kept) == first:
+                break
+            scanned += 1
+            cursor = record_service.FeedPosition(change.txid or 0, change.id)
+            try:
+                async with ctx.db():
+                    decision = await ctx.access.authorize(change.learner_id, change.section, Action.READ)
+            except (AccessDenied, LearnerNotFound):
+                continue  # consumed, not shown: the cursor moves past it
+            if decision.own_only and change.provider_id != ctx.token.provider_id:
+                continue
+            kept.append((change, pairwise, decision))
+        if len(batch) < limit and len(kept) < first:
+            has_more = False  # caught up with everything committed so far
+            break
+    entries: dict[str, dict[int, Any]] = {}
+    async with ctx.db() as session:
+        for section in {change.section for change, _, _ in kept}:
+            ids = [change.entry_id for change, _, _ in kept if change.section == section and change.op != "deleted"]
+            entries[section] = await record_service.entries_by_id(session=session, section=section, ids=ids)
+    nodes = []
+    for change, pairwise, decision in kept:
+        entry = entries.get(change.section, {}).get(change.entry_id) if change.op != "deleted" else None
+        at_key = record_service.ORDER_ATTRIBUTE[change.section]
+        if entry is not None and decision.data_from is not None and getattr(entry, at_key) < decision.data_from:
+            continue  # outside the grant's window: the change is not this provider's to see
+        field, node_type = _FEED_TYPES[change.section]
+        ctx.access.disclosed(change.learner_id, change.section, Action.READ, 1)
+        nodes.append(types.Change(
+            op=change.op, section=change.section, learner_id=strawberry.ID(pairwise),
+            entry_id=strawberry.ID(str(change.entry_id)), source_id=change.source_id,
+            contributed_by=strawberry.ID(str(change.provider_id)), at=change.at,
+            **({field: node_type.from_row(entry)} if entry is not None else {}),
+        ))
+    end = cursor.encode() if cursor is not None else None
+    return types.ChangeConnection(nodes=nodes, page_info=types.PageInfo(has_next_page=has_more, end_cursor=end))
 
 
 def _request_type(request: Any, pairwise_id: str) -> types.AccessRequest:

@@ -249,6 +249,26 @@ class Activity:
         )
 
 
+@strawberry.type(description="One change to an entry, in feed order. The entry is null when it is no longer visible.")
+class Change:
+    op: str = strawberry.field(description="created | updated | deleted")
+    section: str
+    learner_id: strawberry.ID = strawberry.field(description="This provider's pairwise id for the learner.")
+    entry_id: strawberry.ID
+    source_id: str
+    contributed_by: strawberry.ID
+    at: datetime
+    badge: Badge | None = None
+    skill: SkillAssessment | None = None
+    activity: Activity | None = None
+
+
+@strawberry.type
+class ChangeConnection:
+    nodes: list[Change]
+    page_info: PageInfo
+
+
 @strawberry.type(description="What a retraction did.")
 class RetractionResult:
     retracted: int

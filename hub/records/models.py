@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from hub.db import Base, BigIntPK, UTCDateTime, utcnow
@@ -120,6 +120,29 @@ class Activity(RecordEntry, Base):
     result_completion: Mapped[bool | None] = mapped_column(Boolean())
     result_duration: Mapped[str | None] = mapped_column(String(64))  # ISO 8601 duration
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RecordChange(Base):
+    """The change feed: one row per entry created, updated or deleted (as seen by providers).
+
+    Readers page in (txid, id) order. On PostgreSQL ``txid`` is the writing transaction's id
+    (server default ``pg_current_xact_id()``) and readers stop below the oldest transaction still
+    in flight, so a late commit can never slip in behind a cursor; on SQLite writers are
+    serialised (BEGIN IMMEDIATE), ids follow commit order and ``txid`` stays NULL.
+    """
+
+    __tablename__ = "record_change"
+    __table_args__ = (Index("ix_record_change_txid_id", "txid", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    txid: Mapped[int | None] = mapped_column(BigInteger())
+    learner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("learner.id", ondelete="CASCADE"), index=True)
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"))
+    section: Mapped[str] = mapped_column(String(50))
+    entry_id: Mapped[int] = mapped_column(BigInteger())
+    source_id: Mapped[str] = mapped_column(String(200))
+    op: Mapped[str] = mapped_column(String(10))  # created | updated | deleted
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 SECTION_MODELS: dict[str, type[Badge] | type[SkillAssessment] | type[Activity]] = {

@@ -16,13 +16,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, delete, func, insert, or_, select, union_all, update
+from sqlalchemy import BigInteger, String, and_, delete, func, insert, or_, select, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from consent import Allowed
 from schemas import records as record_schemas
-from hub.records.models import SECTION_MODELS, Activity, Badge, SkillAssessment
+from hub.records.models import SECTION_MODELS, Activity, Badge, RecordChange, SkillAssessment
 
 # Keeps IN (...) lists well under SQLite's and asyncpg's bound-parameter limits.
 _LOOKUP_CHUNK = 500
@@ -162,16 +162,34 @@ async def contribute_entries(
             )
         elif known[source_id][1] != digest or known[source_id][2]:
             # Changed content, or re-sent after a retraction (which restores the entry).
-            updates.append(
-                {"id": known[source_id][0], "content_hash": digest, "updated_at": now, "deleted_at": None, **to_row(entry)}
-            )
+            updates.append({
+                "id": known[source_id][0], "source_id": source_id, "content_hash": digest, "updated_at": now,
+                "deleted_at": None, **to_row(entry),
+            })
         else:
             unchanged += 1
     if inserts:
-        await session.execute(insert(model), inserts)
+        created = (await session.execute(insert(model).returning(model.id, model.source_id), inserts)).all()
+        await log_changes(session=session, section=section, learner_id=learner_id, provider_id=provider_id,
+                          entries=[(row.id, row.source_id) for row in created], op="created", now=now)
     if updates:
         await session.execute(update(model), updates)  # ORM bulk UPDATE by primary key
+        await log_changes(session=session, section=section, learner_id=learner_id, provider_id=provider_id,
+                          entries=[(row["id"], row["source_id"]) for row in updates], op="updated", now=now)
     return ContributionReport(received=len(entries), created=len(inserts), updated=len(updates), unchanged=unchanged)
+
+
+async def log_changes(
+    *, session: AsyncSession, section: str, learner_id: UUID, provider_id: UUID, entries: Sequence[tuple[int, str]],
+    op: str, now: datetime,
+) -> None:
+    """Append change-feed rows for entries (id, source id) of one learner, section and contributor."""
+    if entries:
+        await session.execute(insert(RecordChange), [
+            {"learner_id": learner_id, "provider_id": provider_id, "section": section, "entry_id": entry_id,
+             "source_id": source_id, "op": op, "at": now}
+            for entry_id, source_id in entries
+        ])
 
 
 # -- reading: newest first, keyset pagination ----------------------------------------------
@@ -364,13 +382,16 @@ async def retract_entries(
     """A provider withdraws entries it contributed (never anyone else's). Returns how many."""
     del access  # a contribute decision for this learner and section
     model = SECTION_MODELS[section]
-    result = await session.execute(
+    retracted = (await session.execute(
         update(model)
         .where(model.learner_id == learner_id, model.provider_id == provider_id, model.source_id.in_(list(source_ids)),
                model.deleted_at.is_(None))
         .values(deleted_at=now, updated_at=now)
-    )
-    return result.rowcount or 0
+        .returning(model.id, model.source_id)
+    )).all()
+    await log_changes(session=session, section=section, learner_id=learner_id, provider_id=provider_id,
+                      entries=[(row.id, row.source_id) for row in retracted], op="deleted", now=now)
+    return len(retracted)
 
 
 async def set_entry_state(
@@ -379,11 +400,15 @@ async def set_entry_state(
     """Family actions on any entry of their learner: ``hide``, ``unhide`` or ``delete``."""
     model = SECTION_MODELS[section]
     values = {"hide": {"hidden_at": now}, "unhide": {"hidden_at": None}, "delete": {"deleted_at": now}}[state]
-    result = await session.execute(
+    row = (await session.execute(
         update(model).where(model.id == entry_id, model.learner_id == learner_id).values(updated_at=now, **values)
-    )
-    if not result.rowcount:
+        .returning(model.id, model.source_id, model.provider_id)
+    )).one_or_none()
+    if row is None:
         raise LookupError(f"no {section} entry {entry_id} for that learner")
+    # Providers see a hidden or deleted entry go away, and an unhidden one come back.
+    await log_changes(session=session, section=section, learner_id=learner_id, provider_id=row.provider_id,
+                      entries=[(row.id, row.source_id)], op="updated" if state == "unhide" else "deleted", now=now)
 
 
 async def purge_deleted(*, session: AsyncSession, before: datetime) -> dict[str, int]:
@@ -393,3 +418,68 @@ async def purge_deleted(*, session: AsyncSession, before: datetime) -> dict[str,
         result = await session.execute(delete(model).where(model.deleted_at.is_not(None), model.deleted_at < before))
         purged[section] = result.rowcount or 0
     return purged
+
+
+
+# -- the change feed ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPosition:
+    txid: int
+    change_id: int
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(f"feed|{self.txid}|{self.change_id}".encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> FeedPosition:
+        try:
+            tag, txid, change_id = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode().split("|")
+            if tag != "feed":
+                raise ValueError
+            return cls(int(txid), int(change_id))
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidCursor("the cursor is not one this API returned") from None
+
+
+async def read_changes(
+    *, session: AsyncSession, reader_provider_id: UUID, after: FeedPosition | None, sections: Sequence[str], limit: int
+) -> list[tuple[RecordChange, str]]:
+    """The next changes (with the reader's pairwise learner id) in feed order, committed ones only.
+
+    Only learners this provider has ever been granted anything for (it holds a pairwise id) are
+    candidates; the caller decides consent for each row.
+    """
+    from hub.grants.models import LearnerPseudonym
+
+    query = (
+        select(RecordChange, LearnerPseudonym.pseudonym)
+        .join(LearnerPseudonym, (LearnerPseudonym.learner_id == RecordChange.learner_id)
+              & (LearnerPseudonym.provider_id == reader_provider_id))
+        .where(RecordChange.section.in_(list(sections)))
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Stop below the oldest transaction still running: its changes may commit later with a
+        # smaller txid than rows we would otherwise hand out.
+        horizon = func.pg_snapshot_xmin(func.pg_current_snapshot()).cast(String).cast(BigInteger)
+        query = query.where(RecordChange.txid < horizon)
+        if after is not None:
+            query = query.where(tuple_(RecordChange.txid, RecordChange.id) > tuple_(after.txid, after.change_id))
+        query = query.order_by(RecordChange.txid, RecordChange.id)
+    else:
+        if after is not None:
+            query = query.where(RecordChange.id > after.change_id)
+        query = query.order_by(RecordChange.id)
+    return [(row[0], row[1]) for row in await session.execute(query.limit(limit))]
+
+
+async def entries_by_id(*, session: AsyncSession, section: str, ids: Sequence[int]) -> dict[int, Any]:
+    """Entries still visible to providers, by id."""
+    if not ids:
+        return {}
+    model = SECTION_MODELS[section]
+    rows = await session.execute(
+        select(model).where(model.id.in_(list(ids)), model.deleted_at.is_(None), model.hidden_at.is_(None))
+    )
+    return {row.id: row for row in rows.scalars()}
