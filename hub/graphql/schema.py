@@ -205,7 +205,7 @@ class Query:
 
     @strawberry.field(description="Verify an Open Badges 3.0 / CLR 2.0 credential this provider holds (JSON-LD "
                       "text or a compact JWS): proof, issuer key, validity period, status, embedded credentials. "
-                      "Reads no learner data, so no consent is needed (hub/graphql/credentials.py).")
+                      "Reads no learner data, so it needs a valid token but no consent.")
     async def verify_credential(self, info: GInfo, credential: str) -> credential_types.CredentialVerification:
         return await credential_types.verify_credential(info, credential)
 

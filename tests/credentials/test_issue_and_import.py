@@ -290,7 +290,7 @@ async def test_family_deleting_a_providers_badges_revokes_their_credentials(engi
         revoked, deleted = await revoke_by(session=session, actor=Actor.guardian(family.guardian_id),
                                            learner_id=family.learner_id, provider_id=provider_id, now=now,
                                            policy=control_policy(settings), delete_contributions=delete)
-    assert deleted == (2 + 3 + 5 if delete else 0)  # badges, skill assessments, activities of that provider
+    assert revoked == 0 and deleted == (2 + 3 + 5 if delete else 0)  # no grants; badges, skill assessments, activities of that provider
     async with sessions() as session:
         rows = (await session.execute(select(IssuedCredential.badge_id, IssuedCredential.revocation_reason)
                                       .order_by(IssuedCredential.issued_at))).all()
