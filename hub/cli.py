@@ -831,5 +831,35 @@ def credentials_revoke(badge: Annotated[int, typer.Option(help="Badge id.")],
     typer.echo("revoked" if _in_transaction(work) else "already revoked")
 
 
+# -- portability --------------------------------------------------------------------------------
+
+
+@app.command("export")
+def export_bundle(learner: Annotated[str, typer.Option(help="Learner id.")],
+                  out: Annotated[Path, typer.Option(help="The zip file to write.")]) -> None:
+    """Everything about a learner in one zip (GDPR Art. 20): CLR and badge credentials, xAPI
+    statements, consent receipts, the disclosure log and its verification, held credentials."""
+    from hub.oauth.keys import load_signing_keys
+    from hub.portability.bundle import begin_snapshot, write_bundle
+
+    learner_id, kit = _parse_uuid(learner, "learner"), _kit()
+    receipt_keys = load_signing_keys(get_settings()).private
+    partial = out.with_name(out.name + ".partial")  # renamed only once the transaction committed
+
+    async def work(session: AsyncSession) -> Any:
+        await begin_snapshot(session)
+        with partial.open("wb") as handle:
+            return await write_bundle(session, kit=kit, receipt_keys=receipt_keys, learner_id=learner_id,
+                                      out=handle, now=datetime.now(UTC))
+
+    try:
+        manifest = _in_transaction(work)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    counts = ", ".join(f"{v} {k}" for k, v in manifest["counts"].items())
+    typer.echo(f"wrote {out} ({counts}; disclosure log {'intact' if manifest['disclosureLogIntact'] else 'TAMPERED'})")
+
+
 if __name__ == "__main__":
     app()

@@ -18,13 +18,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from hub.records.models import Activity, Badge, SkillAssessment
+from hub.records.models import Badge, SkillAssessment
 
 CRED_V2 = "https://www.w3.org/ns/credentials/v2"
 OB_CONTEXT = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
@@ -131,32 +131,42 @@ def skill_achievements(assessments: Sequence[SkillAssessment]) -> list[tuple[dic
     return out
 
 
-def activity_achievements(activities: Sequence[Activity]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    groups: dict[str, list[Activity]] = defaultdict(list)
-    for row in activities:
-        groups[row.object_id].append(row)
+@dataclass(frozen=True)
+class ActivitySummary:
+    """What a learner's activities on one xAPI object add up to (aggregated in the database)."""
+
+    object_id: str
+    name: str | None
+    count: int
+    best_scaled: float | None
+    completed: bool
+    first: datetime
+    last: datetime
+
+
+def activity_achievements(summaries: Sequence[ActivitySummary]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     out = []
-    for object_id, rows in sorted(groups.items()):
-        name = next((r.object_name for r in rows if r.object_name), object_id)
+    for summary in sorted(summaries, key=lambda s: s.object_id):
+        object_id = summary.object_id
+        name = summary.name or object_id
         achievement_id = _urn("activity", object_id)
-        scores = [r.result_score_scaled for r in rows if r.result_score_scaled is not None]
-        completed = any(r.result_completion or r.verb_id.endswith("/completed") for r in rows)
         achievement: dict[str, Any] = {
             "id": achievement_id, "type": ["Achievement"], "achievementType": "ext:LearningActivity",
-            "name": name, "description": f"Summary of {len(rows)} recorded learning event(s) on {name}.",
+            "name": name, "description": f"Summary of {summary.count} recorded learning event(s) on {name}.",
             "criteria": {"id": object_id, "narrative": "Recorded as xAPI statements by a consented provider."},
             "resultDescription": [{"id": f"{achievement_id}#status", "type": ["ResultDescription"],
                                    "name": "Completion", "resultType": "Status"}],
         }
         results: list[dict[str, Any]] = [{"type": ["Result"], "resultDescription": f"{achievement_id}#status",
-                                          "status": "Completed" if completed else "InProgress"}]
-        if scores:
+                                          "status": "Completed" if summary.completed else "InProgress"}]
+        if summary.best_scaled is not None:
             achievement["resultDescription"].append({"id": f"{achievement_id}#best", "type": ["ResultDescription"],
                                                      "name": "Best scaled score", "resultType": "ScaledScore",
                                                      "valueMin": "-1", "valueMax": "1"})
-            results.append({"type": ["Result"], "resultDescription": f"{achievement_id}#best", "value": f"{max(scores):g}"})
-        first, last = min(r.timestamp for r in rows), max(r.timestamp for r in rows)
-        out.append((achievement, {"result": results, "activityStartDate": iso(first), "activityEndDate": iso(last)}))
+            results.append({"type": ["Result"], "resultDescription": f"{achievement_id}#best",
+                            "value": f"{summary.best_scaled:g}"})
+        out.append((achievement, {"result": results, "activityStartDate": iso(summary.first),
+                                  "activityEndDate": iso(summary.last)}))
     return out
 
 

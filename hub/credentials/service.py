@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.config import Settings
@@ -160,8 +160,7 @@ async def clr_credential(session: AsyncSession, kit: CredentialKit, learner_id: 
                                                      valid_from=datetime.fromisoformat(valid_from), status=None)
             embedded.append(kit.sign(unsigned, "ldp", now))
     if "activities" in sections:
-        rows = (await session.execute(select(Activity).where(Activity.learner_id == learner_id))).scalars()
-        for achievement, extra in export.activity_achievements(list(rows)):
+        for achievement, extra in export.activity_achievements(await activity_summaries(session, learner_id)):
             achievements.append(achievement)
             unsigned = export.achievement_credential(achievement, extra, learner_id=learner_id, issuer=issuer,
                                                      valid_from=now, status=None)
@@ -186,6 +185,18 @@ async def clr_credential(session: AsyncSession, kit: CredentialKit, learner_id: 
         status=statuslist.status_entry(kit.base, issued),
     )
     return kit.sign(unsigned, fmt, now)
+
+
+async def activity_summaries(session: AsyncSession, learner_id: UUID) -> list[export.ActivitySummary]:
+    """One row per xAPI object, aggregated by the database: a learner may have millions of activities."""
+    completed = or_(Activity.result_completion.is_(True), Activity.verb_id.like("%/completed"))
+    rows = await session.execute(
+        select(Activity.object_id, func.max(Activity.object_name), func.count(), func.max(Activity.result_score_scaled),
+               func.max(case((completed, 1), else_=0)), func.min(Activity.timestamp), func.max(Activity.timestamp))
+        .where(Activity.learner_id == learner_id).group_by(Activity.object_id)
+    )
+    return [export.ActivitySummary(object_id=r[0], name=r[1], count=r[2], best_scaled=r[3], completed=bool(r[4]),
+                                   first=r[5], last=r[6]) for r in rows]
 
 
 def embeddable(row: HeldCredential) -> list[dict[str, Any]]:

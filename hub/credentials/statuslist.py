@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.credentials.models import IssuedCredential
@@ -136,3 +136,19 @@ async def revoke(session: AsyncSession, credential_id: UUID, *, now: datetime, r
     issued.revocation_reason = reason
     await session.flush()
     return True
+
+
+async def revoke_where_badges(session: AsyncSession, badge_ids: Any, *, now: datetime, reason: str) -> int:
+    """Revoke the issued credentials of the badges selected by ``badge_ids`` (a SELECT of badge ids).
+
+    Called before those badges are deleted: the row's ``badge_id`` is then set NULL, but the
+    credential already handed out must stop verifying (Bitstring Status List v1.0 §2.1, statusPurpose
+    "revocation": the credential is cancelled, irreversibly).
+    """
+    result = await session.execute(
+        update(IssuedCredential)
+        .where(IssuedCredential.badge_id.in_(badge_ids), IssuedCredential.revoked_at.is_(None))
+        .values(revoked_at=now, revocation_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action, get_section, parse_scope
 from consent.control import ActorKind, ControlPolicy, approvals_needed, control_of, may_manage_consent
+from hub.credentials.statuslist import revoke_where_badges
 from hub.grants.models import AccessRequest, ConsentGrant
 from hub.grants.service import grant_access, revoke_access
 from hub.people.models import Learner, LearnerGuardian
@@ -107,6 +108,12 @@ async def revoke_by(
     if delete_contributions and action in (None, Action.CONTRIBUTE):
         for name, model in SECTION_MODELS.items():
             if section is None or name == section:
+                if name == "badges":
+                    # Credentials the hub issued for these badges are revoked, not left verifying.
+                    await revoke_where_badges(
+                        session, select(model.id).where(model.learner_id == learner_id, model.provider_id == provider_id),
+                        now=now, reason="badge deleted by the family",
+                    )
                 gone = (await session.execute(
                     delete(model).where(model.learner_id == learner_id, model.provider_id == provider_id)
                     .returning(model.id, model.source_id)

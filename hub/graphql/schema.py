@@ -35,6 +35,7 @@ from consent import Action, DenyReason, parse_scope
 from consent.sections import UnknownSection
 from consent.pseudonyms import looks_like_pairwise_id
 from hub.config import Settings
+from hub.graphql import credentials as credential_types
 from hub.graphql import inputs, types
 from hub.graphql.context import Context
 from hub.graphql.limits import cost_limit
@@ -279,6 +280,12 @@ class Query:
     @strawberry.field(description="One learner; null with NOT_FOUND when absent or not shared with this provider.")
     async def learner(self, info: GInfo, id: strawberry.ID) -> Learner | None:
         return Learner(id=id, uuid=await _resolve_learner(info, id))
+
+    @strawberry.field(description="Verify an Open Badges 3.0 / CLR 2.0 credential this provider holds (JSON-LD "
+                      "text or a compact JWS): proof, issuer key, validity period, status, embedded credentials. "
+                      "Reads no learner data, so it needs a valid token but no consent.")
+    async def verify_credential(self, info: GInfo, credential: str) -> credential_types.CredentialVerification:
+        return await credential_types.verify_credential(info, credential)
 
 
 _FEED_TYPES = {"badges": ("badge", types.Badge), "skills": ("skill", types.SkillAssessment),

@@ -272,3 +272,32 @@ def test_cli_verify_prints_checks_and_exit_codes(examples_dir, contexts_dir, tmp
         assert unset.exit_code == 2 and "KINFOLIO_JSONLD_CONTEXTS_DIR" in unset.output
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("delete", [True, False], ids=["deleted badges revoke their credentials", "kept badges do not"])
+async def test_family_deleting_a_providers_badges_revokes_their_credentials(engine, kit, family, settings, delete):  # type: ignore[no-untyped-def]
+    from hub.config import control_policy
+    from hub.credentials.models import IssuedCredential
+    from hub.grants.family import Actor, revoke_by
+
+    badge_ids = await add_record(engine, family, badges=2)
+    sessions = make_sessionmaker(engine)
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        issued = [await badge_credential(session, kit, await session.get(Badge, i), now) for i in badge_ids]
+        provider_id = (await session.get(Badge, badge_ids[0])).provider_id
+    async with sessions() as session, session.begin():
+        revoked, deleted = await revoke_by(session=session, actor=Actor.guardian(family.guardian_id),
+                                           learner_id=family.learner_id, provider_id=provider_id, now=now,
+                                           policy=control_policy(settings), delete_contributions=delete)
+    assert revoked == 0 and deleted == (2 + 3 + 5 if delete else 0)  # no grants; badges, skill assessments, activities of that provider
+    async with sessions() as session:
+        rows = (await session.execute(select(IssuedCredential.badge_id, IssuedCredential.revocation_reason)
+                                      .order_by(IssuedCredential.issued_at))).all()
+        results = [await verify(session, kit, credential, now) for credential in issued]
+    if delete:
+        assert rows == [(None, "badge deleted by the family")] * 2
+        assert all([c.name for c in r.failures()] == ["status"] and "revoked" in r.failures()[0].detail for r in results)
+    else:
+        assert sorted(r[0] for r in rows) == sorted(badge_ids) and all(r[1] is None for r in rows)
+        assert all(r.ok for r in results)
