@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Allowed
@@ -231,3 +231,48 @@ async def list_entries(
     rows = rows[:first]
     end_cursor = encode_cursor(getattr(rows[-1], at_col.key), rows[-1].id) if rows else None
     return Page(entries=rows, has_next_page=has_next, end_cursor=end_cursor)
+
+
+# -- retraction (xAPI voiding) ---------------------------------------------------------------
+
+
+async def learners_of_sources(
+    *, session: AsyncSession, section: str, provider_id: UUID, source_ids: Sequence[str]
+) -> dict[UUID, list[str]]:
+    """Which learners this provider's own entries with these source ids belong to.
+
+    Only the provider's own contributions are looked at; nothing about the learner is read, and
+    the caller must still obtain a decision per learner before touching the entries.
+    """
+    model = SECTION_MODELS[section]
+    found: dict[UUID, list[str]] = {}
+    ids = list(dict.fromkeys(source_ids))
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        result = await session.execute(
+            select(model.learner_id, model.source_id).where(
+                model.provider_id == provider_id, model.source_id.in_(ids[start : start + _LOOKUP_CHUNK])
+            )
+        )
+        for row in result:
+            found.setdefault(row.learner_id, []).append(row.source_id)
+    return found
+
+
+async def retract_entries(
+    *,
+    session: AsyncSession,
+    access: Allowed,
+    section: str,
+    learner_id: UUID,
+    provider_id: UUID,
+    source_ids: Sequence[str],
+) -> int:
+    """Delete this provider's entries with these source ids for one learner (e.g. a voided xAPI statement)."""
+    del access
+    model = SECTION_MODELS[section]
+    result = await session.execute(
+        delete(model).where(
+            model.provider_id == provider_id, model.learner_id == learner_id, model.source_id.in_(list(source_ids))
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
