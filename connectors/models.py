@@ -58,7 +58,7 @@ class ConnectorDeadLetter(Base):
     """A source record that was not imported and can be replayed after a fix."""
 
     __tablename__ = "connector_dead_letter"
-    __table_args__ = (Index("ix_connector_dead_letter_instance", "instance_name", "id"),)
+    __table_args__ = (Index("ix_connector_dead_letter_instance_ref", "instance_name", "ref"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     instance_name: Mapped[str] = mapped_column(ForeignKey("connector_instance.name", ondelete="CASCADE"))

@@ -161,6 +161,14 @@ async def commit_page(
             raise LeaseLost(f"{name}: the lease was taken over by another run")
         if replayed_ids:
             await session.execute(delete(ConnectorDeadLetter).where(ConnectorDeadLetter.id.in_(list(replayed_ids))))
+        # One dead letter per source record: a re-read (``--full``) replaces, never duplicates.
+        refs = list({letter.ref[:500] for letter in dead_letters})
+        for start in range(0, len(refs), 500):
+            await session.execute(
+                delete(ConnectorDeadLetter).where(
+                    ConnectorDeadLetter.instance_name == name, ConnectorDeadLetter.ref.in_(refs[start : start + 500])
+                )
+            )
         for letter in dead_letters:
             session.add(
                 ConnectorDeadLetter(
