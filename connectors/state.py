@@ -181,7 +181,13 @@ async def commit_page(
 
 
 async def start_run(*, sessions: Sessions, name: str) -> int:
+    """Record a new run. Called with the lease held, so an older "running" run is a dead one."""
     async with transaction(sessions) as session:
+        await session.execute(
+            update(ConnectorRun)
+            .where(ConnectorRun.instance_name == name, ConnectorRun.status == "running")
+            .values(status="interrupted", error="the process ended without finishing (lease lapsed)")
+        )
         run = ConnectorRun(instance_name=name, started_at=utcnow(), status="running", report={})
         session.add(run)
         await session.flush()

@@ -18,6 +18,7 @@ from hub.graphql.schema import build_schema
 from hub.oauth.keys import SigningKeys, load_signing_keys
 from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
+from hub.xapi.routes import router as xapi_router
 
 
 @dataclass
@@ -37,7 +38,18 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if settings.embedded_worker:  # connectors' scheduler in this process (connectors/schedule.py)
+            import asyncio
+
+            from connectors.schedule import worker_loop
+
+            stop = asyncio.Event()
+            worker = asyncio.create_task(worker_loop(sessions=make_sessionmaker(engine), poll_seconds=settings.worker_poll_seconds, stop=stop))
         yield
+        if worker is not None:
+            stop.set()
+            await worker
         if own_engine:
             await engine.dispose()
 
@@ -50,6 +62,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         auth_server=KinfolioAuthorizationServer(settings, keys.private),
     )
     app.include_router(oauth_router)
+    app.include_router(xapi_router)  # connectors: LRS-compatible push (hub/xapi/routes.py)
     app.include_router(
         GraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )

@@ -391,5 +391,15 @@ def schema_export(check: Annotated[bool, typer.Option(help="Fail if the files di
     typer.echo("schemas up to date" if not stale else "wrote " + ", ".join(str(p.relative_to(ROOT)) for p in stale))
 
 
+# -- connectors (issue 7): commands live in connectors/cli.py -------------------------------
+
+from connectors import cli as _connectors_cli  # noqa: E402
+
+app.add_typer(_connectors_cli.sync_app, name="sync")
+app.command("worker")(_connectors_cli.worker)
+learner_app.command("link")(_connectors_cli.learner_link)
+
+
 if __name__ == "__main__":
     app()
+

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     graphql_max_aliases: int = Field(default=15, ge=1, le=200)
     graphql_max_tokens: int = Field(default=100_000, ge=100)
 
+    # Connectors (connectors/README.md): run due `kinfolio sync schedule`s inside the hub process.
+    embedded_worker: bool = False
+    worker_poll_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+
     @field_validator("pseudonym_key_hex")
     @classmethod
     def _hex(cls, value: str | None) -> str | None:

@@ -18,7 +18,7 @@ import base64
 import json
 import os
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urljoin
 
@@ -162,9 +162,11 @@ class XapiLrsConnector(Connector):
     def _first_params(self, since: str | None, *, resumed: bool) -> dict[str, str]:
         params = {"ascending": "true", "limit": str(self.config.limit)}
         if since:
+            when = datetime.fromisoformat(since)
             if resumed:
-                since = (datetime.fromisoformat(since) - timedelta(seconds=1)).isoformat()
-            params["since"] = since
+                when -= timedelta(seconds=1)
+            # An xAPI Timestamp (Data §4.5) in UTC with "Z": no "+" to be mangled in a query string.
+            params["since"] = when.astimezone(UTC).isoformat().replace("+00:00", "Z")
         return params
 
     def map(self, record: SourceRecord, context: MapContext) -> list[Operation]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from connectors.base import InvalidRecord, MapContext, Operation, Retract, Upser
 
 SYSTEM = "xapi"
 VOIDED = "http://adlnet.gov/expapi/verbs/voided"  # Data §2.3.2
+_CONTENT_NAMESPACE = uuid.UUID("6f1c3f9e-2b7a-5d0e-9a53-6b1f0c2e7d41")
 _HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -87,14 +89,15 @@ def language_value(language_map: Any) -> str | None:
 
 
 def statement_source_id(statement: dict[str, Any]) -> str:
-    """The statement id (Data §2.4.1), or for id-less statements in a file a content digest."""
+    """The statement id (Data §2.4.1); an id-less statement (in a file) gets a UUID derived from
+    its content, as an LRS would assign one (Communication §2.1.2), but stable across re-reads."""
     sid = statement.get("id")
     if sid is not None:
         if not isinstance(sid, str) or not _UUID.match(sid):
             raise InvalidRecord("id must be a UUID (Data §2.4.1)")
         return sid.lower()
     canonical = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return str(uuid.uuid5(_CONTENT_NAMESPACE, canonical))
 
 
 def _timestamp(statement: dict[str, Any]) -> str:

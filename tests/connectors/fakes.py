@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
@@ -76,7 +76,7 @@ class FakeLrs:
         chunk = matching[offset : offset + limit]
         more = ""
         if offset + limit < len(matching):
-            more = f"/xapi/statements?more={offset + limit}&since={since or ''}&limit={limit}"
+            more = "/xapi/statements?" + urlencode({"more": offset + limit, "since": since or "", "limit": limit})
         return {"statements": chunk, "more": more}
 
     @contextmanager

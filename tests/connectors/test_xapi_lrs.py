@@ -45,7 +45,7 @@ async def test_pull_pages_with_more_then_resumes_with_since(engine, app, monkeyp
         async with asgi_http(app) as http:
             two = await run_instance(sessions=sessions, name="lrs", http=http)
         # Resumed with ``since`` one second before the last stored time: one statement re-read.
-        assert lrs.requests[0]["query"]["since"] == "2026-03-01T00:33:18+00:00"
+        assert lrs.requests[0]["query"]["since"] == "2026-03-01T00:33:18Z"
         assert two.report.read == len(later) + 1
         assert two.report.created == alice - alice_first
     assert await count_activities(engine, provider) == alice
