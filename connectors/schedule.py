@@ -12,6 +12,7 @@ import logging
 import re
 from datetime import datetime, timedelta
 
+import httpx
 from croniter import croniter
 from sqlalchemy import select
 
@@ -59,14 +60,16 @@ async def due_instances(*, sessions: state.Sessions, now: datetime) -> list[str]
         return list(result.scalars())
 
 
-async def run_due(*, sessions: state.Sessions, now: datetime | None = None) -> dict[str, str]:
+async def run_due(
+    *, sessions: state.Sessions, now: datetime | None = None, http: httpx.AsyncClient | None = None
+) -> dict[str, str]:
     """Run every due instance once; returns name -> outcome (succeeded, failed, busy)."""
     now = now or utcnow()
     outcomes: dict[str, str] = {}
     for name in await due_instances(sessions=sessions, now=now):
         instance = await state.get_instance(sessions=sessions, name=name)
         try:
-            outcome = await run_instance(sessions=sessions, name=name)
+            outcome = await run_instance(sessions=sessions, name=name, http=http)
             outcomes[name] = outcome.status
         except state.Busy:
             outcomes[name] = "busy"

@@ -98,6 +98,7 @@ async def test_sigkill_mid_import_then_resume_equals_an_uninterrupted_run(engine
             await asyncio.sleep(0.05)
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(10) == -signal.SIGKILL
+        victim.stderr.close()  # type: ignore[union-attr]
         stored_at_kill, _ = await activity_state(engine, provider)
         assert 0 < stored_at_kill < STATEMENTS
         cursor_at_kill = json.loads((await state.get_instance(sessions=sessions, name="crash")).cursor)["record"]
