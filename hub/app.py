@@ -24,6 +24,7 @@ from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
 from hub.web.accounts import router as accounts_router
 from hub.web.authorize import router as authorize_router
+from hub.xapi.routes import router as xapi_router
 
 
 @dataclass
@@ -44,7 +45,18 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if settings.embedded_worker:  # connectors' scheduler in this process (connectors/schedule.py)
+            import asyncio
+
+            from connectors.schedule import worker_loop
+
+            stop = asyncio.Event()
+            worker = asyncio.create_task(worker_loop(sessions=make_sessionmaker(engine), poll_seconds=settings.worker_poll_seconds, stop=stop))
         yield
+        if worker is not None:
+            stop.set()
+            await worker
         if own_engine:
             await engine.dispose()
 
@@ -76,6 +88,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(credentials_router)
     app.include_router(authorize_router)
     app.include_router(accounts_router)
+    app.include_router(xapi_router)  # connectors: LRS-compatible push (hub/xapi/routes.py)
     app.include_router(
         GraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )

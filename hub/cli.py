@@ -859,7 +859,15 @@ def export_bundle(learner: Annotated[str, typer.Option(help="Learner id.")],
         partial.unlink(missing_ok=True)
     counts = ", ".join(f"{v} {k}" for k, v in manifest["counts"].items())
     typer.echo(f"wrote {out} ({counts}; disclosure log {'intact' if manifest['disclosureLogIntact'] else 'TAMPERED'})")
+# -- connectors (issue 7): commands live in connectors/cli.py -------------------------------
+
+from connectors import cli as _connectors_cli  # noqa: E402
+
+app.add_typer(_connectors_cli.sync_app, name="sync")
+app.command("worker")(_connectors_cli.worker)
+learner_app.command("link")(_connectors_cli.learner_link)
 
 
 if __name__ == "__main__":
     app()
+

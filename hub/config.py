@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=6000, ge=1)
     rate_limit_burst: int = Field(default=200, ge=1)
 
+    # Connectors (connectors/README.md): run due `kinfolio sync schedule`s inside the hub process.
+    embedded_worker: bool = False
+    worker_poll_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+
     @field_validator("pseudonym_key_hex", "session_secret_hex")
     @classmethod
     def _hex(cls, value: str | None) -> str | None:

@@ -1,8 +1,10 @@
 """Imports every model so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from connectors.models import ConnectorDeadLetter, ConnectorInstance, ConnectorRun
 from hub.accounts.models import OutboxMessage, PasswordReset, RateEvent
 from hub.credentials.models import HeldCredential, IssuedCredential
 from hub.grants.models import AccessRequest, ConsentGrant, DisclosureEvent, LearnerLogHead, LearnerPseudonym
+from hub.links.models import LearnerLink
 from hub.oauth.models import AuthorizationCode, ClientAssertionJti, IssuedToken, RefreshToken
 from hub.people.models import Guardian, Learner, LearnerGuardian
 from hub.providers.models import OAuthClient, Provider
@@ -14,6 +16,9 @@ __all__ = [
     "AuthorizationCode",
     "Badge",
     "ClientAssertionJti",
+    "ConnectorDeadLetter",
+    "ConnectorInstance",
+    "ConnectorRun",
     "ConsentGrant",
     "DisclosureEvent",
     "Guardian",
@@ -23,6 +28,7 @@ __all__ = [
     "Learner",
     "LearnerGuardian",
     "LearnerLogHead",
+    "LearnerLink",
     "LearnerPseudonym",
     "OAuthClient",
     "OutboxMessage",

@@ -124,6 +124,80 @@ async def _page(
     )
 
 
+# -- connectors: learner links and retraction (issue 7) -------------------------------------
+
+
+@strawberry.type(description="How this provider's own identifier for a learner resolves.")
+class LearnerLink:
+    external_id: str
+    status: str = strawberry.field(
+        description="`linked` (learnerId is set), `consent_required` (linked, no live grant), or `unknown`."
+    )
+    learner_id: strawberry.ID | None = strawberry.field(
+        description="This provider's pairwise id; only while the provider holds a live grant."
+    )
+
+
+@strawberry.type(description="What a retraction across learners did.")
+class ActivityRetractionResult:
+    received: int
+    retracted: int
+    not_found: int
+    refused: int
+
+
+async def _learner_links(info: GInfo, system: str, external_ids: list[str]) -> list[LearnerLink]:
+    from hub.links import service as link_service
+
+    if system not in link_service.SYSTEMS:
+        raise bad_input(f"system must be one of: {', '.join(link_service.SYSTEMS)}", argument="system")
+    limit = info.context.settings.max_batch_size
+    if not 1 <= len(external_ids) <= limit:
+        raise bad_input(f"externalIds must hold 1 to {limit} ids", argument="externalIds")
+    ctx = info.context
+    async with ctx.db() as session:
+        answers = await link_service.lookup_links(
+            session=session, provider_id=ctx.token.provider_id, system=system, external_ids=external_ids, at=ctx.access.now
+        )
+    return [
+        LearnerLink(
+            external_id=a.external_id,
+            status=a.status,
+            learner_id=strawberry.ID(a.pseudonym) if a.pseudonym else None,
+        )
+        for a in answers
+    ]
+
+
+async def _retract(info: GInfo, section: str, source_ids: list[str]) -> ActivityRetractionResult:
+    limit = info.context.settings.max_batch_size
+    if not 1 <= len(source_ids) <= limit:
+        raise bad_input(f"sourceIds must hold 1 to {limit} ids", argument="sourceIds")
+    ctx = info.context
+    unique = list(dict.fromkeys(source_ids))
+    async with ctx.db() as session:
+        by_learner = await record_service.learners_of_sources(
+            session=session, section=section, provider_id=ctx.token.provider_id, source_ids=unique
+        )
+    retracted = refused = 0
+    for learner_id, ids in by_learner.items():
+        try:
+            async with ctx.db():
+                allowed = await ctx.access.authorize(learner_id, section, Action.CONTRIBUTE)
+        except (LearnerNotFound, AccessDenied):
+            refused += len(ids)
+            continue
+        async with ctx.db() as session:
+            count = await record_service.retract_entries(
+                session=session, access=allowed, section=section, learner_id=learner_id,
+                provider_id=ctx.token.provider_id, source_ids=ids, now=ctx.access.now,
+            )
+        ctx.access.disclosed(learner_id, section, Action.CONTRIBUTE, count)
+        retracted += count
+    found = sum(len(ids) for ids in by_learner.values())
+    return ActivityRetractionResult(received=len(unique), retracted=retracted, not_found=len(unique) - found, refused=refused)
+
+
 @strawberry.type(description="A learner, as far as this provider may see them.")
 class Learner:
     id: strawberry.ID = strawberry.field(
@@ -276,6 +350,9 @@ class Query:
         except record_service.InvalidCursor as exc:
             raise bad_input(str(exc), argument="after") from None
         return await _read_feed(info, position, wanted, first)
+    @strawberry.field(description="Resolve this provider's own learner identifiers (e.g. xAPI actor, OneRoster sourcedId).")
+    async def learner_links(self, info: GInfo, system: str, external_ids: list[str]) -> list[LearnerLink]:
+        return await _learner_links(info, system, external_ids)
 
     @strawberry.field(description="One learner; null with NOT_FOUND when absent or not shared with this provider.")
     async def learner(self, info: GInfo, id: strawberry.ID) -> Learner | None:
@@ -498,6 +575,12 @@ class Mutation:
         self, info: GInfo, learner_id: strawberry.ID, activities: list[inputs.ActivityInput]
     ) -> types.ContributionResult | None:
         return await _contribute(info, learner_id, "activities", activities, "activities")
+
+    @strawberry.mutation(
+        description="Retract this provider's activities by sourceId (an xAPI voiding); decided per learner."
+    )
+    async def retract_activities(self, info: GInfo, source_ids: list[str]) -> ActivityRetractionResult | None:
+        return await _retract(info, "activities", source_ids)
 
 
 class CommitOperation(SchemaExtension):

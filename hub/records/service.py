@@ -483,3 +483,28 @@ async def entries_by_id(*, session: AsyncSession, section: str, ids: Sequence[in
         select(model).where(model.id.in_(list(ids)), model.deleted_at.is_(None), model.hidden_at.is_(None))
     )
     return {row.id: row for row in rows.scalars()}
+
+
+# -- retraction (xAPI voiding) ---------------------------------------------------------------
+
+
+async def learners_of_sources(
+    *, session: AsyncSession, section: str, provider_id: UUID, source_ids: Sequence[str]
+) -> dict[UUID, list[str]]:
+    """Which learners this provider's own entries with these source ids belong to.
+
+    Only the provider's own contributions are looked at; nothing about the learner is read, and
+    the caller must still obtain a decision per learner before touching the entries.
+    """
+    model = SECTION_MODELS[section]
+    found: dict[UUID, list[str]] = {}
+    ids = list(dict.fromkeys(source_ids))
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        result = await session.execute(
+            select(model.learner_id, model.source_id).where(
+                model.provider_id == provider_id, model.source_id.in_(ids[start : start + _LOOKUP_CHUNK])
+            )
+        )
+        for row in result:
+            found.setdefault(row.learner_id, []).append(row.source_id)
+    return found

@@ -1,0 +1,305 @@
+"""Running a connector instance: fetch -> map -> validate -> resolve learners -> send -> commit cursor.
+
+Per page:
+1. every record is mapped (``InvalidRecord`` -> reported with its source reference and kept in
+   the dead-letter store) and each entry is validated with the same pydantic models the hub uses
+   (``schemas.records``), so one bad record never sinks a batch;
+2. learner identifiers are resolved with ``learnerLinks``: ``unknown`` -> held back (reported +
+   dead letter, replayable once the learner is linked; never guessed); ``consent_required`` ->
+   refused with reason ``no_grant`` and *not* kept (data the family has not consented to is not
+   retained; a ``--full`` re-run after consent sends it);
+3. entries go to the hub's batch mutations, several learners per request, upserts before
+   retractions; the hub's consent decision refuses per learner and section (reported with reason);
+4. only then the page's cursor, its dead letters and the run's progress are committed together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from connectors import state
+from connectors.base import Connector, InvalidRecord, MapContext, Retract, SourcePage, SourceRecord, Upsert, connector_class
+from connectors.client import HubClient, camelize
+from connectors.report import RunReport
+from schemas import records as record_schemas
+
+Progress = Callable[[RunReport], Awaitable[None] | None]
+
+
+@dataclass
+class RunOutcome:
+    run_id: int | None
+    report: RunReport
+    status: str
+    error: str | None = None
+
+
+@dataclass
+class _Pending:
+    record: SourceRecord
+    failed: bool = False
+
+
+@dataclass
+class PageResult:
+    dead_letters: list[state.DeadLetterIn] = field(default_factory=list)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in err["loc"])
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{more}" if where else f"{err['msg']}{more}"
+
+
+class Sync:
+    """One run's machinery for one instance (also used for replaying dead letters)."""
+
+    def __init__(self, connector: Connector, hub: HubClient, config: state.InstanceConfig) -> None:
+        self.connector = connector
+        self.hub = hub
+        self.config = config
+        self.report = RunReport()
+        self.context = MapContext()
+        self._links: dict[tuple[str, str], tuple[str, str | None]] = {}
+
+    async def _resolve(self, keys: set[tuple[str, str]]) -> None:
+        missing = sorted(k for k in keys if k not in self._links)
+        by_system: dict[str, list[str]] = defaultdict(list)
+        for system, external_id in missing:
+            by_system[system].append(external_id)
+        for system, ids in by_system.items():
+            for start in range(0, len(ids), 1000):
+                answers = await self.hub.learner_links(system, ids[start : start + 1000])
+                for external_id, answer in answers.items():
+                    self._links[(system, external_id)] = answer
+
+    async def process(self, records: list[SourceRecord]) -> PageResult:
+        result = PageResult()
+        report = self.report
+        upserts: list[tuple[_Pending, Upsert, dict[str, Any]]] = []
+        retracts: list[tuple[_Pending, Retract]] = []
+        pendings: list[_Pending] = []
+
+        def dead(p: _Pending, code: str, reason: str) -> None:
+            if not p.failed:
+                p.failed = True
+                result.dead_letters.append(
+                    state.DeadLetterIn(p.record.ref, code, reason, self.connector.dead_letter_payload(p.record))
+                )
+
+        for record in records:
+            report.read += 1
+            pending = _Pending(record)
+            pendings.append(pending)
+            if record.problem is not None:
+                report.invalid += 1
+                report.problem("invalid", record.ref, record.problem)
+                dead(pending, "invalid", record.problem)
+                continue
+            try:
+                operations = self.connector.map(record, self.context)
+                checked = []
+                for op in operations:
+                    if isinstance(op, Upsert):
+                        model = record_schemas.SECTION_INPUTS[op.section]
+                        try:
+                            entry = model.model_validate(op.entry)
+                        except ValidationError as exc:
+                            raise InvalidRecord(_first_error(exc)) from None
+                        checked.append((op, camelize(entry.model_dump(mode="json", exclude_none=True))))
+                    else:
+                        checked.append((op, None))
+            except InvalidRecord as exc:
+                report.invalid += 1
+                report.problem("invalid", record.ref, exc.reason)
+                dead(pending, "invalid", exc.reason)
+                continue
+            for op, payload in checked:
+                if isinstance(op, Upsert):
+                    upserts.append((pending, op, payload))
+                else:
+                    retracts.append((pending, op))
+
+        await self._resolve({(op.system, op.external_id) for _, op, _ in upserts})
+
+        # Group by (section, learner); within a page the last version of a source id wins.
+        groups: dict[tuple[str, str], dict[str, tuple[_Pending, dict[str, Any]]]] = defaultdict(dict)
+        for pending, op, payload in upserts:
+            status, learner = self._links.get((op.system, op.external_id), ("unknown", None))
+            if status == "consent_required":
+                report.refused["no_grant"] += 1
+                report.problem("refused", pending.record.ref, f"{op.section}: no_grant")
+            elif status != "linked" or learner is None:
+                report.held["unknown_learner"] += 1
+                reason = f"no learner is linked to {op.system} id {op.external_id!r} for this provider"
+                report.problem("held", pending.record.ref, reason)
+                dead(pending, "unknown_learner", reason)
+            else:
+                group = groups[(op.section, learner)]
+                if payload["sourceId"] in group:
+                    report.unchanged += 1  # superseded by a later version in the same page
+                group[payload["sourceId"]] = (pending, payload)
+
+        await self._send(groups, dead)
+
+        if retracts:
+            ids = list(dict.fromkeys(op.source_id for _, op in retracts))
+            for start in range(0, len(ids), self.config.batch_size):
+                answer = await self.hub.retract("activities", ids[start : start + self.config.batch_size])
+                report.retracted += answer["retracted"]
+                if answer["refused"]:
+                    report.refused["retraction_refused"] += answer["refused"]
+        return result
+
+    async def _send(self, groups, dead) -> None:  # type: ignore[no-untyped-def]
+        report = self.report
+        size = self.config.batch_size
+        by_section: dict[str, list[tuple[str, list[tuple[_Pending, dict[str, Any]]]]]] = defaultdict(list)
+        for (section, learner), entries in groups.items():
+            items = list(entries.values())
+            for start in range(0, len(items), size):
+                by_section[section].append((learner, items[start : start + size]))
+        for section, calls in by_section.items():
+            requests: list[list[tuple[str, list[tuple[_Pending, dict[str, Any]]]]]] = []
+            current: list[tuple[str, list[tuple[_Pending, dict[str, Any]]]]] = []
+            count = 0
+            for call in calls:
+                if current and (len(current) >= self.config.calls_per_request or count + len(call[1]) > size):
+                    requests.append(current)
+                    current, count = [], 0
+                current.append(call)
+                count += len(call[1])
+            if current:
+                requests.append(current)
+            for request in requests:
+                outcomes = await self.hub.contribute(section, [(learner, [p for _, p in items]) for learner, items in request])
+                for (_learner, items), outcome in zip(request, outcomes, strict=True):
+                    self._tally(section, items, outcome, dead)
+
+    def _tally(self, section, items, outcome, dead) -> None:  # type: ignore[no-untyped-def]
+        report = self.report
+        if outcome.data is not None:
+            report.created += outcome.data["created"]
+            report.updated += outcome.data["updated"]
+            report.unchanged += outcome.data["unchanged"]
+        elif outcome.code in {"CONSENT_REQUIRED", "INSUFFICIENT_SCOPE", "NOT_FOUND"}:
+            ext = outcome.extensions or {}
+            reason = {
+                "CONSENT_REQUIRED": ext.get("reason", "consent_required"),
+                "INSUFFICIENT_SCOPE": "insufficient_scope",
+                "NOT_FOUND": "no_grant",  # the grant lapsed between lookup and write
+            }[outcome.code]
+            report.refused[reason] += len(items)
+            for pending, _ in items:
+                report.problem("refused", pending.record.ref, f"{section}: {reason}")
+        else:
+            reason = f"hub refused the batch ({outcome.code}): {outcome.message}"
+            for pending, _ in items:
+                report.invalid += 1
+                report.problem("invalid", pending.record.ref, reason)
+                dead(pending, "invalid", reason)
+
+
+def build(instance_kind: str, raw_config: dict[str, Any], http: httpx.AsyncClient) -> tuple[Sync, state.InstanceConfig]:
+    config = state.validate_config(instance_kind, raw_config)
+    cls = connector_class(instance_kind)
+    connector = cls(cls.Config.model_validate(config.source))
+    return Sync(connector, HubClient(config.hub, http, config.retry), config), config
+
+
+async def run_instance(
+    *,
+    sessions: state.Sessions,
+    name: str,
+    http: httpx.AsyncClient | None = None,
+    full: bool = False,
+    progress: Progress | None = None,
+    owner: str | None = None,
+) -> RunOutcome:
+    """Run one instance to the end of its source (or until a permanent error)."""
+    instance = await state.get_instance(sessions=sessions, name=name)
+    owner = owner or state.new_owner()
+    own_http = http is None
+    http = http or httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+    try:
+        sync, config = build(instance.kind, instance.config, http)
+        await state.acquire_lease(sessions=sessions, name=name, owner=owner, seconds=config.lease_seconds)
+    except BaseException:
+        if own_http:
+            await http.aclose()
+        raise
+    run_id = await state.start_run(sessions=sessions, name=name)
+    status, error = "succeeded", None
+    try:
+        cursor = None if full else instance.cursor
+        async for page in sync.connector.fetch(cursor):
+            outcome = await sync.process(page.records)
+            await state.commit_page(
+                sessions=sessions, name=name, owner=owner, lease_seconds=config.lease_seconds, cursor=page.cursor,
+                run_id=run_id, report=sync.report.as_dict(), dead_letters=outcome.dead_letters,
+            )
+            if progress is not None:
+                maybe = progress(sync.report)
+                if maybe is not None:
+                    await maybe
+    except state.LeaseLost as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:  # recorded on the run, then re-raised for the caller
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        await state.finish_run(sessions=sessions, run_id=run_id, status=status, report=sync.report.as_dict(), error=error)
+        await state.release_lease(sessions=sessions, name=name, owner=owner)
+        raise
+    finally:
+        await sync.connector.aclose()
+        if own_http:
+            await http.aclose()
+    await state.finish_run(sessions=sessions, run_id=run_id, status=status, report=sync.report.as_dict(), error=error)
+    await state.release_lease(sessions=sessions, name=name, owner=owner)
+    return RunOutcome(run_id=run_id, report=sync.report, status=status, error=error)
+
+
+async def replay_dead_letters(
+    *, sessions: state.Sessions, name: str, http: httpx.AsyncClient | None = None, owner: str | None = None
+) -> RunReport:
+    """Re-map and re-send every dead letter of an instance (after a fix or a new learner link).
+
+    Records that still fail are stored again with their current reason; the cursor is untouched.
+    """
+    instance = await state.get_instance(sessions=sessions, name=name)
+    owner = owner or state.new_owner()
+    own_http = http is None
+    http = http or httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+    try:
+        sync, config = build(instance.kind, instance.config, http)
+        await state.acquire_lease(sessions=sessions, name=name, owner=owner, seconds=config.lease_seconds)
+        try:
+            letters = await state.dead_letters(sessions=sessions, name=name)
+            for start in range(0, len(letters), 1000):
+                chunk = letters[start : start + 1000]
+                outcome = await sync.process([sync.connector.revive(l.ref, l.payload) for l in chunk])
+                await state.commit_page(
+                    sessions=sessions, name=name, owner=owner, lease_seconds=config.lease_seconds, cursor=None,
+                    run_id=None, report=None, dead_letters=outcome.dead_letters, advance_cursor=False,
+                    replayed_ids=[l.id for l in chunk],
+                )
+        finally:
+            await state.release_lease(sessions=sessions, name=name, owner=owner)
+    finally:
+        if own_http:
+            await http.aclose()
+    return sync.report
+
+
+def report_json(report: RunReport) -> str:
+    return json.dumps(report.as_dict(), indent=2, ensure_ascii=False)
+
+
+__all__ = ["RunOutcome", "SourcePage", "Sync", "build", "replay_dead_letters", "run_instance"]

@@ -1,0 +1,1 @@
+"""Provider-scoped links from a source system's learner identifier to a Kinfolio learner."""

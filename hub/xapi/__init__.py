@@ -1,0 +1,1 @@
+"""The hub's LRS-compatible xAPI push endpoint (connectors issue)."""
