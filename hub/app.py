@@ -11,13 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.fastapi import GraphQLRouter
 
 import hub.models  # noqa: F401  (every table on Base.metadata, for FK resolution)
-from hub.config import Settings, get_settings
+from hub.config import Settings, get_settings, key_ring
 from hub.db import make_engine, make_sessionmaker
 from hub.graphql.context import get_context
 from hub.graphql.schema import build_schema
 from hub.oauth.keys import SigningKeys, load_signing_keys
 from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
+from hub.records.crypto import KeyRing
 
 
 @dataclass
@@ -27,6 +28,7 @@ class HubState:
     sessions: async_sessionmaker[AsyncSession]
     signing_keys: SigningKeys
     auth_server: KinfolioAuthorizationServer
+    keyring: KeyRing
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         sessions=make_sessionmaker(engine),
         signing_keys=keys,
         auth_server=KinfolioAuthorizationServer(settings, keys.private),
+        keyring=key_ring(settings),
     )
     app.include_router(oauth_router)
     app.include_router(

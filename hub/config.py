@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consent.control import ControlPolicy
+from hub.records.crypto import KeyRing
 
 
 class Settings(BaseSettings):
@@ -41,6 +42,13 @@ class Settings(BaseSettings):
     # under data_dir in development; production must supply it and never change it.
     pseudonym_key_hex: str | None = Field(default=None, min_length=64)
 
+    # Key-encryption key (KEK) of the sensitive sections' envelope encryption (hub/records/crypto.py):
+    # 32 bytes as hex. Generated under data_dir in development; production must supply it.
+    # Previous KEKs (comma-separated hex) are accepted only to unwrap data keys not yet re-wrapped
+    # by `kinfolio keys rotate-kek`; drop one once `kinfolio keys status` shows it wraps nothing.
+    kek_hex: str | None = None
+    previous_keks_hex: str = ""
+
     # Consent policy (consent/control.py): the jurisdiction's ages and the multi-guardian rule.
     consent_policy_name: str = "us-default (COPPA under 13, FERPA eligible student at 18)"
     consent_learner_view_age: int = Field(default=13, ge=1, le=25)
@@ -60,6 +68,20 @@ class Settings(BaseSettings):
     def _hex(cls, value: str | None) -> str | None:
         if value is not None:
             bytes.fromhex(value)  # ValueError names the problem
+        return value
+
+    @field_validator("kek_hex")
+    @classmethod
+    def _kek(cls, value: str | None) -> str | None:
+        if value is not None:
+            _aes256_key(value, "KINFOLIO_KEK_HEX")
+        return value
+
+    @field_validator("previous_keks_hex")
+    @classmethod
+    def _previous_keks(cls, value: str) -> str:
+        for item in _split(value):
+            _aes256_key(item, "KINFOLIO_PREVIOUS_KEKS_HEX")
         return value
 
     @model_validator(mode="after")
@@ -85,6 +107,8 @@ class Settings(BaseSettings):
                 raise ValueError("production requires KINFOLIO_DATABASE_URL")
             if not self.pseudonym_key_hex:
                 raise ValueError("production requires KINFOLIO_PSEUDONYM_KEY_HEX")
+            if not self.kek_hex:
+                raise ValueError("production requires KINFOLIO_KEK_HEX (the key-encryption key of sensitive sections)")
             if not self.issuer.startswith("https://"):
                 raise ValueError("production requires an https:// KINFOLIO_ISSUER (RFC 8414 §2)")
         return self
@@ -102,6 +126,34 @@ class Settings(BaseSettings):
     @property
     def resolved_signing_key_file(self) -> Path:
         return self.signing_key_file or self.data_dir / "jwt-signing-key.pem"
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _aes256_key(value: str, name: str) -> bytes:
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError(f"{name} must be hex") from None
+    if len(key) != 32:
+        raise ValueError(f"{name} must be 32 bytes (64 hex digits) for AES-256")
+    return key
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """The KEKs: the configured one (or, in development, a 0600 file under data_dir) and previous ones."""
+    if settings.kek_hex:
+        current = bytes.fromhex(settings.kek_hex)
+    else:
+        import secrets
+
+        from hub.keyfiles import read_or_create
+
+        text = read_or_create(settings.data_dir / "kek.hex", lambda: secrets.token_hex(32).encode()).decode().strip()
+        current = _aes256_key(text, str(settings.data_dir / "kek.hex"))
+    return KeyRing(current, [bytes.fromhex(k) for k in _split(settings.previous_keks_hex)])
 
 
 def control_policy(settings: Settings) -> ControlPolicy:

@@ -4,7 +4,7 @@ from hub.grants.models import AccessRequest, ConsentGrant, DisclosureEvent, Lear
 from hub.oauth.models import IssuedToken
 from hub.people.models import Guardian, Learner, LearnerGuardian
 from hub.providers.models import OAuthClient, Provider
-from hub.records.models import Activity, Badge, SkillAssessment
+from hub.records.models import Activity, Badge, LearnerDataKey, SectionEntry, SkillAssessment
 
 __all__ = [
     "AccessRequest",
@@ -15,10 +15,12 @@ __all__ = [
     "Guardian",
     "IssuedToken",
     "Learner",
+    "LearnerDataKey",
     "LearnerGuardian",
     "LearnerLogHead",
     "LearnerPseudonym",
     "OAuthClient",
     "Provider",
+    "SectionEntry",
     "SkillAssessment",
 ]

@@ -18,7 +18,7 @@ from consent.control import ActorKind, ControlPolicy, approvals_needed, control_
 from hub.grants.models import AccessRequest, ConsentGrant
 from hub.grants.service import grant_access, revoke_access
 from hub.people.models import Learner, LearnerGuardian
-from hub.records.models import SECTION_MODELS
+from hub.records.models import SECTION_MODELS, section_clause
 
 
 class NotPermitted(PermissionError):
@@ -107,7 +107,9 @@ async def revoke_by(
         for name, model in SECTION_MODELS.items():
             if section is None or name == section:
                 result = await session.execute(
-                    delete(model).where(model.learner_id == learner_id, model.provider_id == provider_id)
+                    delete(model).where(
+                        model.learner_id == learner_id, model.provider_id == provider_id, *section_clause(name)
+                    )
                 )
                 deleted += result.rowcount or 0
     return revoked, deleted

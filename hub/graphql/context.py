@@ -15,6 +15,7 @@ from hub.config import Settings
 from hub.db import utcnow
 from hub.grants.enforce import ProviderAccess
 from hub.oauth.bearer import BearerError, TokenContext, authenticate
+from hub.records.keys import DataKeys
 
 
 @dataclass
@@ -22,6 +23,8 @@ class Context(BaseContext):
     settings: Settings
     token: TokenContext
     access: ProviderAccess
+    # Learners' data keys for the sensitive sections, each unwrapped at most once per request.
+    data_keys: DataKeys
     _session: AsyncSession
     # Sibling resolvers run concurrently; one AsyncSession must not be used by two at once.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -60,5 +63,6 @@ async def get_context(request: Request) -> AsyncIterator[Context]:
             settings=hub.settings,
             token=token,
             access=ProviderAccess(session=session, token=token, now=utcnow()),
+            data_keys=DataKeys(hub.keyring),
             _session=session,
         )

@@ -19,9 +19,20 @@ from uuid import UUID
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consent import Allowed
+from consent import Allowed, get_section
 from schemas import records as record_schemas
-from hub.records.models import SECTION_MODELS, Activity, Badge, SkillAssessment
+from hub.records.crypto import DataKey, FieldContext, UnreadableData
+from hub.records.keys import DataKeys
+from hub.records.models import (
+    GENERIC_SECTIONS,
+    SECTION_MODELS,
+    Activity,
+    Badge,
+    EntrySpec,
+    SectionEntry,
+    SkillAssessment,
+    section_clause,
+)
 
 # Keeps IN (...) lists well under SQLite's and asyncpg's bound-parameter limits.
 _LOOKUP_CHUNK = 500
@@ -37,6 +48,19 @@ class ContributionReport:
     created: int
     updated: int
     unchanged: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEntry:
+    """An entry of a generic section, opened (decrypted when sealed) and typed by its input model."""
+
+    id: int
+    source_id: str
+    provider_id: UUID
+    occurred_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    value: Any  # the section's pydantic input model (schemas.records)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +129,43 @@ def _activity_row(entry: record_schemas.ActivityCreate) -> dict[str, Any]:
 _ROW_MAPPERS = {"badges": _badge_row, "skills": _skill_row, "activities": _activity_row}
 
 
+def is_sealed(section: str) -> bool:
+    """Sections marked sensitive in the catalogue are encrypted at rest (all are generic sections)."""
+    return get_section(section).sensitive
+
+
+def _entry_row(section: str, spec: EntrySpec, entry: Any, key: DataKey | None, where: FieldContext) -> dict[str, Any]:
+    """A generic section's row: date and kind as columns, the rest as JSON, sealed when sensitive."""
+    data = entry.model_dump(mode="json", exclude={"source_id", spec.date_field})
+    row: dict[str, Any] = {"section_name": section, "occurred_at": getattr(entry, spec.date_field)}
+    if key is None:
+        return {**row, "kind": data.get(spec.kind_field) if spec.kind_field else None, "body": data, "sealed": None}
+    return {**row, "kind": None, "body": None, "sealed": key.seal_fields(where, data)}
+
+
+def _open_entry(section: str, spec: EntrySpec, row: SectionEntry, key: DataKey | None) -> OpenEntry:
+    if row.sealed is not None:
+        if key is None:
+            raise UnreadableData("the learner's data key no longer exists (crypto-shredded)")
+        where = FieldContext(learner_id=row.learner_id, section=section, provider_id=row.provider_id, source_id=row.source_id)
+        data = key.open_fields(where, row.sealed)
+    else:
+        data = row.body or {}
+    value = record_schemas.SECTION_INPUTS[section].model_validate(
+        {**data, "source_id": row.source_id, spec.date_field: row.occurred_at}
+    )
+    return OpenEntry(
+        id=row.id, source_id=row.source_id, provider_id=row.provider_id, occurred_at=row.occurred_at,
+        created_at=row.created_at, updated_at=row.updated_at, value=value,
+    )
+
+
+def _canonical(entry: record_schemas.BaseModel) -> bytes:
+    return json.dumps(entry.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+
 def content_hash(entry: record_schemas.BaseModel) -> str:
-    canonical = json.dumps(entry.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(entry)).hexdigest()
 
 
 async def contribute_entries(
@@ -119,16 +177,31 @@ async def contribute_entries(
     provider_id: UUID,
     entries: Sequence[Any],
     now: datetime,
+    data_keys: DataKeys | None = None,
 ) -> ContributionReport:
     """Store a validated batch idempotently on ``source_id``.
 
     New source ids are inserted, known ones with different content are updated in place
     (``updated_at`` moves, ``created_at`` stays), identical re-sends change nothing. The caller
-    guarantees source ids are unique within the batch.
+    guarantees source ids are unique within the batch. Sensitive sections are sealed under the
+    learner's data key (created on first use; ``data_keys`` is required for them) and recognised
+    by a keyed content hash.
     """
     del access  # proof of a decision; see module docstring
     model = SECTION_MODELS[section]
-    to_row = _ROW_MAPPERS[section]
+    spec = GENERIC_SECTIONS.get(section)
+    key: DataKey | None = None
+    if is_sealed(section):
+        if data_keys is None:
+            raise ValueError(f"section {section!r} is encrypted at rest: data_keys is required")
+        key = await data_keys.get(session=session, learner_id=learner_id, create=True)
+
+    def to_row(entry: Any) -> dict[str, Any]:
+        if spec is None:
+            return _ROW_MAPPERS[section](entry)
+        where = FieldContext(learner_id=learner_id, section=section, provider_id=provider_id, source_id=entry.source_id)
+        return _entry_row(section, spec, entry, key, where)
+
     by_source = {e.source_id: e for e in entries}
 
     known: dict[str, tuple[int, str]] = {}
@@ -137,7 +210,8 @@ async def contribute_entries(
         chunk = source_ids[start : start + _LOOKUP_CHUNK]
         result = await session.execute(
             select(model.source_id, model.id, model.content_hash).where(
-                model.provider_id == provider_id, model.learner_id == learner_id, model.source_id.in_(chunk)
+                model.provider_id == provider_id, model.learner_id == learner_id, model.source_id.in_(chunk),
+                *section_clause(section),
             )
         )
         known.update({row.source_id: (row.id, row.content_hash) for row in result})
@@ -146,7 +220,7 @@ async def contribute_entries(
     updates: list[dict[str, Any]] = []
     unchanged = 0
     for source_id, entry in by_source.items():
-        digest = content_hash(entry)
+        digest = key.digest(_canonical(entry)) if key is not None else content_hash(entry)
         if source_id not in known:
             inserts.append(
                 {
@@ -172,7 +246,12 @@ async def contribute_entries(
 
 # -- reading: newest first, keyset pagination ----------------------------------------------
 
-_ORDER_COLUMN = {"badges": Badge.awarded_at, "skills": SkillAssessment.assessed_at, "activities": Activity.timestamp}
+_ORDER_COLUMN = {
+    "badges": Badge.awarded_at,
+    "skills": SkillAssessment.assessed_at,
+    "activities": Activity.timestamp,
+    **{section: SectionEntry.occurred_at for section in GENERIC_SECTIONS},
+}
 ORDER_ATTRIBUTE = {section: column.key for section, column in _ORDER_COLUMN.items()}
 
 
@@ -205,16 +284,21 @@ async def list_entries(
     until: datetime | None = None,
     verb_id: str | None = None,
     skill_key: str | None = None,
+    kind: str | None = None,
+    data_keys: DataKeys | None = None,
 ) -> Page:
     """A page of one learner's entries in one section, newest first, as far as ``access`` allows.
 
     The decision narrows the query: ``read_own`` to the provider's own entries, a grant's data
     window to entries dated on or after its start. Keyset pagination on (time, id) walks the
     (learner_id, time, id) index, so page N costs the same as page 1 (no OFFSET).
+
+    Generic sections come back as ``OpenEntry`` (sealed ones decrypted with the learner's data
+    key; ``UnreadableData`` when a field fails authentication or the key is gone).
     """
     model = SECTION_MODELS[section]
     at_col = _ORDER_COLUMN[section]
-    query = select(model).where(model.learner_id == learner_id)
+    query = select(model).where(model.learner_id == learner_id, *section_clause(section))
     if access.own_only:
         query = query.where(model.provider_id == reader_provider_id)
     if access.data_from is not None:
@@ -230,9 +314,19 @@ async def list_entries(
         query = query.where(Activity.verb_id == verb_id)
     if skill_key is not None and model is SkillAssessment:
         query = query.where(SkillAssessment.skill_key == skill_key)
+    if kind is not None and model is SectionEntry:
+        query = query.where(SectionEntry.kind == kind)
     query = query.order_by(at_col.desc(), model.id.desc()).limit(first + 1)
-    rows = list((await session.execute(query)).scalars())
+    rows: list[Any] = list((await session.execute(query)).scalars())
     has_next = len(rows) > first
     rows = rows[:first]
     end_cursor = encode_cursor(getattr(rows[-1], at_col.key), rows[-1].id) if rows else None
+    spec = GENERIC_SECTIONS.get(section)
+    if spec is not None:
+        key = None
+        if rows and is_sealed(section):
+            if data_keys is None:
+                raise ValueError(f"section {section!r} is encrypted at rest: data_keys is required")
+            key = await data_keys.get(session=session, learner_id=learner_id, create=False)
+        rows = [_open_entry(section, spec, row, key) for row in rows]
     return Page(entries=rows, has_next_page=has_next, end_cursor=end_cursor)
