@@ -91,6 +91,7 @@ async def rewrap_data_keys(
             continue
         row.wrapped_key, row.kek_id = keyring.wrap(row.learner_id, dek)
         row.rewrapped_at = now
+        report.rewrapped += 1
     await session.flush()
     return report, (rows[-1].learner_id if len(rows) == limit else None)
 
