@@ -45,8 +45,9 @@ class DataKeys:
             except IntegrityError:
                 row = await session.get(LearnerDataKey, learner_id, populate_existing=True)
             else:
-                self._open[learner_id] = DataKey(learner_id, dek)
-                return self._open[learner_id]
+                # Not cached: if the caller's savepoint rolls back, the new key goes with it, and a
+                # cached copy would seal later writes of this request under a key never stored.
+                return DataKey(learner_id, dek)
         if row is None:
             return None
         self._open[learner_id] = DataKey(learner_id, self.keyring.unwrap(learner_id, row.wrapped_key, row.kek_id))

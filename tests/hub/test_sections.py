@@ -602,3 +602,68 @@ def test_development_kek_is_a_0600_file_under_the_data_dir(tmp_path):
 def test_every_sensitive_section_is_stored_sealed():
     # Encryption at rest follows the catalogue: a sensitive section must live in the sealed table.
     assert {n for n, s in catalogue().items() if s.sensitive} <= set(GENERIC_SECTIONS)
+
+
+# -- migration and CLI ------------------------------------------------------------------------
+
+
+async def test_migration_runs_on_a_populated_database_and_back(tmp_path):
+    """The sections revision on top of a database holding learners, grants and entries, and back down."""
+    import os
+
+    from hub import migrate
+    from hub.db import make_engine
+    from tests.conftest import _create_pg_database, _drop_pg_database
+
+    admin = os.environ.get("KINFOLIO_TEST_DATABASE_URL")
+    url = await _create_pg_database(admin) if admin else f"sqlite+aiosqlite:///{tmp_path / 'populated.db'}"
+    engine = make_engine(url)
+    try:
+        await migrate.upgrade(engine, "8fe53b3a58d0")
+        family = await make_family(engine)
+        async with make_sessionmaker(engine)() as session, session.begin():
+            from hub.providers.service import create_provider
+
+            provider = await create_provider(session=session, name="Before", kind="school")
+            await grant_access(session=session, learner_id=family.learner_id, provider_id=provider.id, section="badges",
+                               action=Action.READ, purpose="x", granted_by=family.guardian_id, now=datetime.now(UTC),
+                               pseudonym_key=PSEUDONYM_KEY)
+        await migrate.upgrade(engine)
+        async with make_sessionmaker(engine)() as session, session.begin():
+            key = await DataKeys(KeyRing(bytes.fromhex(KEK_A))).get(session=session, learner_id=family.learner_id, create=True)
+            assert key is not None
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM learner_data_key"))).scalar_one() == 1
+            assert (await conn.execute(text("SELECT count(*) FROM consent_grant"))).scalar_one() == 1
+        await migrate.downgrade(engine, "8fe53b3a58d0")
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM consent_grant"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+        if admin:
+            await _drop_pg_database(url, admin)
+
+
+async def test_cli_learner_delete_needs_confirmation_and_shreds(client, engine, world, database_url, tmp_path, monkeypatch):
+    from hub.cli import app as cli
+
+    family, _, token, learner = world
+    data(await gql(client, token, contribute("conduct"), {"learner": learner, "items": [CASES["conduct"].make(0)]}))
+    monkeypatch.setenv("KINFOLIO_DATABASE_URL", database_url)
+    monkeypatch.setenv("KINFOLIO_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        unconfirmed = await asyncio.to_thread(runner.invoke, cli, ["learner", "delete", str(family.learner_id)])
+        assert unconfirmed.exit_code == 2 and "pass --yes" in unconfirmed.output
+        done = await asyncio.to_thread(runner.invoke, cli, ["learner", "delete", str(family.learner_id), "--yes"])
+        assert done.exit_code == 0, done.output
+        assert "data key is destroyed" in done.output
+        again = await asyncio.to_thread(runner.invoke, cli, ["learner", "delete", str(family.learner_id), "--yes"])
+        assert again.exit_code == 2 and "no learner" in again.output
+    finally:
+        get_settings.cache_clear()
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM learner_data_key"))).scalar_one() == 0
+        assert (await conn.execute(text("SELECT count(*) FROM section_entry"))).scalar_one() == 0
+    assert only_error(await gql(client, token, read("conduct"), {"id": learner}))["extensions"]["code"] == "NOT_FOUND"
