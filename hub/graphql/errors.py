@@ -12,7 +12,7 @@ class ErrorCode(StrEnum):
     BAD_USER_INPUT = "BAD_USER_INPUT"
     CONFLICT = "CONFLICT"
     CONSENT_REQUIRED = "CONSENT_REQUIRED"
-    # Sealed data failed authentication or its key is gone: tampering, a key problem, or a record
+    # Stored entries failed an integrity or key check: tampering, a key problem, or a record
     # crypto-shredded under our feet. Nothing is disclosed; operators are alerted through the log.
     DATA_UNREADABLE = "DATA_UNREADABLE"
     INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"

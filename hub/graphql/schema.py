@@ -87,7 +87,8 @@ def _unreadable(learner_id: UUID, section: str, exc: UnreadableData) -> GraphQLE
     # An incident, not an answer: tampering or a key problem. Logged without any field content.
     log.warning("sealed data unreadable: learner %s section %s: %s", learner_id, section, exc)
     return api_error(
-        ErrorCode.DATA_UNREADABLE, f"entries of section {section!r} could not be decrypted; nothing was disclosed",
+        ErrorCode.DATA_UNREADABLE,
+        f"entries of section {section!r} could not be read (they failed an integrity or key check); nothing was disclosed",
         section=section,
     )
 

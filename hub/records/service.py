@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -151,9 +152,13 @@ def _open_entry(section: str, spec: EntrySpec, row: SectionEntry, key: DataKey |
         data = key.open_fields(where, row.sealed)
     else:
         data = row.body or {}
-    value = record_schemas.SECTION_INPUTS[section].model_validate(
-        {**data, "source_id": row.source_id, spec.date_field: row.occurred_at}
-    )
+    try:
+        value = record_schemas.SECTION_INPUTS[section].model_validate(
+            {**data, "source_id": row.source_id, spec.date_field: row.occurred_at}
+        )
+    except ValidationError:
+        # Written through the same model, so only an edit behind the API's back gets here.
+        raise UnreadableData(f"stored entry {row.id} no longer matches the {section} schema") from None
     return OpenEntry(
         id=row.id, source_id=row.source_id, provider_id=row.provider_id, occurred_at=row.occurred_at,
         created_at=row.created_at, updated_at=row.updated_at, value=value,

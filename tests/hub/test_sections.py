@@ -667,3 +667,12 @@ async def test_cli_learner_delete_needs_confirmation_and_shreds(client, engine, 
         assert (await conn.execute(text("SELECT count(*) FROM learner_data_key"))).scalar_one() == 0
         assert (await conn.execute(text("SELECT count(*) FROM section_entry"))).scalar_one() == 0
     assert only_error(await gql(client, token, read("conduct"), {"id": learner}))["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_a_plain_body_edited_behind_the_apis_back_is_refused_with_a_code(client, engine, world):
+    _, _, token, learner = world
+    data(await gql(client, token, contribute("pathways"), {"learner": learner, "items": [CASES["pathways"].make(0)]}))
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE section_entry SET body = :b"), {"b": json.dumps({"kind": "party"})})
+    error = only_error(await gql(client, token, read("pathways"), {"id": learner}))
+    assert error["extensions"] == {"code": "DATA_UNREADABLE", "section": "pathways"}
