@@ -26,13 +26,20 @@ class Section:
     name: str
     sensitive: bool
     description: str
+    # What may be granted on the section; ``profile.birthdate`` is read-only (nobody contributes it).
+    actions: tuple[Action, ...] = (Action.CONTRIBUTE, Action.READ)
 
 
 @cache
 def catalogue() -> dict[str, Section]:
     raw = yaml.safe_load(resources.files("schemas").joinpath("sections.yaml").read_text("utf-8"))
     return {
-        name: Section(name=name, sensitive=bool(spec["sensitive"]), description=spec["description"])
+        name: Section(
+            name=name,
+            sensitive=bool(spec["sensitive"]),
+            description=spec["description"],
+            actions=tuple(Action(a) for a in spec.get("actions", [a.value for a in Action])),
+        )
         for name, spec in raw["sections"].items()
     }
 
@@ -55,7 +62,14 @@ def scope_for(section: str, action: Action) -> str:
 
 
 def all_scopes() -> list[str]:
-    return sorted(scope_for(s, a) for s in catalogue() for a in Action)
+    return sorted(scope_for(s.name, a) for s in catalogue().values() for a in s.actions)
+
+
+def check_action(section: Section, action: Action) -> None:
+    """Raise ValueError when ``action`` cannot be granted on ``section`` (e.g. contributing a birthdate)."""
+    if action not in section.actions:
+        offered = ", ".join(a.value for a in section.actions)
+        raise ValueError(f"section {section.name!r} offers only: {offered}")
 
 
 def parse_scope(scope: str) -> tuple[Section, Action]:
@@ -63,4 +77,6 @@ def parse_scope(scope: str) -> tuple[Section, Action]:
     section_name, sep, action = scope.partition(":")
     if not sep:
         raise ValueError(f"scope {scope!r} is not of the form <section>:<action>")
-    return get_section(section_name), Action(action)
+    section, parsed = get_section(section_name), Action(action)
+    check_action(section, parsed)
+    return section, parsed

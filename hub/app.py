@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.fastapi import GraphQLRouter
 
 import hub.models  # noqa: F401  (every table on Base.metadata, for FK resolution)
-from hub.config import Settings, get_settings, session_secret
+from hub.config import Settings, get_settings, key_ring, session_secret
 from hub.credentials.routes import router as credentials_router
 from hub.db import make_engine, make_sessionmaker
 from hub.graphql.context import get_context
@@ -22,6 +22,7 @@ from hub.graphql.schema import build_schema
 from hub.oauth.keys import SigningKeys, load_signing_keys
 from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
+from hub.records.crypto import KeyRing
 from hub.web.accounts import router as accounts_router
 from hub.web.authorize import router as authorize_router
 from hub.xapi.routes import router as xapi_router
@@ -35,6 +36,7 @@ class HubState:
     signing_keys: SigningKeys
     auth_server: KinfolioAuthorizationServer
     rate_limiter: RateLimiter
+    keyring: KeyRing
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         signing_keys=keys,
         auth_server=KinfolioAuthorizationServer(settings, keys),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        keyring=key_ring(settings),
     )
 
     @app.exception_handler(RateLimited)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action
 from consent.sections import UnknownSection, catalogue
-from hub.config import control_policy, get_settings, pseudonym_key
+from hub.config import control_policy, get_settings, key_ring, pseudonym_key
 from hub.db import make_engine, make_sessionmaker
 
 app = typer.Typer(help="Kinfolio learner record hub.", no_args_is_help=True, add_completion=False)
@@ -37,7 +37,7 @@ receipts_app = typer.Typer(help="Signed consent receipts.", no_args_is_help=True
 credentials_app = typer.Typer(help="Verifiable credentials (Open Badges 3.0, CLR 2.0).", no_args_is_help=True)
 entries_app = typer.Typer(help="Family actions on record entries: hide, unhide, delete.", no_args_is_help=True)
 retention_app = typer.Typer(help="Retention of retracted and deleted entries.", no_args_is_help=True)
-keys_app = typer.Typer(help="Access-token signing keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Keys: access-token signing keys, and the key-encryption keys of sensitive sections.", no_args_is_help=True)
 for sub, name in [(db_app, "db"), (guardian_app, "guardian"), (learner_app, "learner"), (provider_app, "provider"),
                   (client_app, "client"), (grant_app, "grant"), (schema_app, "schema"), (requests_app, "requests"),
                   (audit_app, "audit"), (receipts_app, "receipts"), (credentials_app, "credentials"),
@@ -195,6 +195,26 @@ def learner_list() -> None:
 
     for learner in _in_transaction(work):
         typer.echo(f"{learner.id}  {learner.given_name} {learner.family_name}  born {learner.date_of_birth}")
+
+
+@learner_app.command("delete")
+def learner_delete(
+    learner: Annotated[str, typer.Argument(help="Learner id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: the whole record goes, for good.")] = False,
+) -> None:
+    """Delete a learner and the whole record; destroys the learner's data key first (crypto-shredding)."""
+    from hub.people.service import delete_learner
+
+    learner_id = _parse_uuid(learner, "learner")
+    if not yes:
+        _fail("deleting a learner cannot be undone; pass --yes")
+
+    async def work(session: AsyncSession) -> bool:
+        return await delete_learner(session=session, learner_id=learner_id)
+
+    if not _in_transaction(work):
+        _fail(f"no learner {learner_id}")
+    typer.echo(f"deleted learner {learner_id}; their data key is destroyed")
 
 
 # -- providers -------------------------------------------------------------------------------
@@ -602,6 +622,61 @@ def retention_purge(days: Annotated[int | None, typer.Option(min=0, help="Overri
 
     purged = _in_transaction(work)
     typer.echo("purged " + ", ".join(f"{n} {section}" for section, n in purged.items()))
+@keys_app.command("rotate-kek")
+def keys_rotate_kek(batch: Annotated[int, typer.Option(min=1, max=10_000)] = 500) -> None:
+    """Re-wrap every learner data key under the current KEK (KINFOLIO_KEK_HEX).
+
+    Field ciphertext is not touched. Set the new KEK as KINFOLIO_KEK_HEX and the old one in
+    KINFOLIO_PREVIOUS_KEKS_HEX, run this, check `kinfolio keys status`, then drop the old KEK.
+    Each batch commits on its own, so an interrupted run can simply be run again. Exit 1 when a
+    key could not be unwrapped with the configured KEKs.
+    """
+    from hub.records.keys import RewrapReport, rewrap_data_keys
+
+    settings = get_settings()
+    keyring = key_ring(settings)
+
+    async def run() -> RewrapReport:
+        total = RewrapReport()
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            after = None
+            while True:
+                async with make_sessionmaker(engine)() as session, session.begin():
+                    report, after = await rewrap_data_keys(
+                        session=session, keyring=keyring, now=datetime.now(UTC), after=after, limit=batch
+                    )
+                total.rewrapped += report.rewrapped
+                total.already_current += report.already_current
+                total.unreadable += report.unreadable
+                if after is None:
+                    return total
+        finally:
+            await engine.dispose()
+
+    total = asyncio.run(run())
+    for learner_id, kek in total.unreadable:
+        typer.echo(f"learner {learner_id}: data key wrapped by KEK {kek} could not be unwrapped", err=True)
+    typer.echo(f"re-wrapped {total.rewrapped} data key(s) under KEK {keyring.current_id}; "
+               f"{total.already_current} already current; {len(total.unreadable)} unreadable")
+    if total.unreadable:
+        raise typer.Exit(code=1)
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """How many learner data keys each KEK wraps; a previous KEK wrapping none can be dropped."""
+    from hub.records.keys import data_keys_by_kek
+
+    keyring = key_ring(get_settings())
+
+    async def work(session: AsyncSession) -> dict[str, int]:
+        return await data_keys_by_kek(session=session)
+
+    counts = _in_transaction(work)
+    for kek in sorted(set(counts) | keyring.ids):
+        role = "current" if kek == keyring.current_id else "previous" if kek in keyring.ids else "NOT CONFIGURED"
+        typer.echo(f"{kek}  {role:<14}  {counts.get(kek, 0)} data key(s)")
 
 
 # -- demo, serve, schemas --------------------------------------------------------------------

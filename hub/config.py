@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consent.control import ControlPolicy
+from hub.records.crypto import KeyRing
 
 
 class Settings(BaseSettings):
@@ -40,6 +41,13 @@ class Settings(BaseSettings):
     # Key of the pairwise learner ids (consent/pseudonyms.py), hex, at least 32 bytes. Generated
     # under data_dir in development; production must supply it and never change it.
     pseudonym_key_hex: str | None = Field(default=None, min_length=64)
+
+    # Key-encryption key (KEK) of the sensitive sections' envelope encryption (hub/records/crypto.py):
+    # 32 bytes as hex. Generated under data_dir in development; production must supply it.
+    # Previous KEKs (comma-separated hex) are accepted only to unwrap data keys not yet re-wrapped
+    # by `kinfolio keys rotate-kek`; drop one once `kinfolio keys status` shows it wraps nothing.
+    kek_hex: str | None = None
+    previous_keks_hex: str = ""
 
     # Consent policy (consent/control.py): the jurisdiction's ages and the multi-guardian rule.
     consent_policy_name: str = "us-default (COPPA under 13, FERPA eligible student at 18)"
@@ -94,6 +102,20 @@ class Settings(BaseSettings):
             bytes.fromhex(value)  # ValueError names the problem
         return value
 
+    @field_validator("kek_hex")
+    @classmethod
+    def _kek(cls, value: str | None) -> str | None:
+        if value is not None:
+            _aes256_key(value, "KINFOLIO_KEK_HEX")
+        return value
+
+    @field_validator("previous_keks_hex")
+    @classmethod
+    def _previous_keks(cls, value: str) -> str:
+        for item in _split(value):
+            _aes256_key(item, "KINFOLIO_PREVIOUS_KEKS_HEX")
+        return value
+
     @model_validator(mode="after")
     def _default_issuer(self) -> Settings:
         if not self.issuer:
@@ -121,6 +143,8 @@ class Settings(BaseSettings):
                 raise ValueError("production requires KINFOLIO_PSEUDONYM_KEY_HEX")
             if not self.session_secret_hex:
                 raise ValueError("production requires KINFOLIO_SESSION_SECRET_HEX")
+            if not self.kek_hex:
+                raise ValueError("production requires KINFOLIO_KEK_HEX (the key-encryption key of sensitive sections)")
             if not self.issuer.startswith("https://"):
                 raise ValueError("production requires an https:// KINFOLIO_ISSUER (RFC 8414 §2)")
         return self
@@ -151,6 +175,34 @@ class Settings(BaseSettings):
     @property
     def uses_tls(self) -> bool:
         return self.issuer.startswith("https://")
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _aes256_key(value: str, name: str) -> bytes:
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError(f"{name} must be hex") from None
+    if len(key) != 32:
+        raise ValueError(f"{name} must be 32 bytes (64 hex digits) for AES-256")
+    return key
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """The KEKs: the configured one (or, in development, a 0600 file under data_dir) and previous ones."""
+    if settings.kek_hex:
+        current = bytes.fromhex(settings.kek_hex)
+    else:
+        import secrets
+
+        from hub.keyfiles import read_or_create
+
+        text = read_or_create(settings.data_dir / "kek.hex", lambda: secrets.token_hex(32).encode()).decode().strip()
+        current = _aes256_key(text, str(settings.data_dir / "kek.hex"))
+    return KeyRing(current, [bytes.fromhex(k) for k in _split(settings.previous_keks_hex)])
 
 
 def control_policy(settings: Settings) -> ControlPolicy:

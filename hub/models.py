@@ -8,7 +8,7 @@ from hub.links.models import LearnerLink
 from hub.oauth.models import AuthorizationCode, ClientAssertionJti, IssuedToken, RefreshToken
 from hub.people.models import Guardian, Learner, LearnerGuardian
 from hub.providers.models import OAuthClient, Provider
-from hub.records.models import Activity, Badge, RecordChange, SkillAssessment
+from hub.records.models import Activity, Badge, LearnerDataKey, RecordChange, SectionEntry, SkillAssessment
 
 __all__ = [
     "AccessRequest",
@@ -26,6 +26,7 @@ __all__ = [
     "IssuedCredential",
     "IssuedToken",
     "Learner",
+    "LearnerDataKey",
     "LearnerGuardian",
     "LearnerLogHead",
     "LearnerLink",
@@ -37,5 +38,6 @@ __all__ = [
     "RateEvent",
     "RecordChange",
     "RefreshToken",
+    "SectionEntry",
     "SkillAssessment",
 ]

@@ -8,6 +8,7 @@ test fails when they drift. Stored formats only grow: add fields at the end, wit
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -216,10 +217,197 @@ class ActivityCreate(_Input):
     timestamp: AwareDatetime
 
 
+# -- profile, pathways, service, projects (plain) ------------------------------------------
+
+Hours = Annotated[float, Field(ge=0, le=10_000)]
+# BCP 47 language tag (RFC 5646), shape only: "en", "pt-BR", "zh-Hant-TW", "sgn-US".
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+
+
+def _check_language_tag(value: str) -> str:
+    if not _LANGUAGE_TAG.match(value):
+        raise ValueError("must be a BCP 47 language tag such as en, pt-BR or zh-Hant")
+    return value
+
+
+class LanguageProficiency(StrEnum):
+    HOME = "home"
+    FLUENT = "fluent"
+    LEARNING = "learning"
+
+
+class Language(_Input):
+    """A language the learner uses, as a BCP 47 tag (RFC 5646)."""
+
+    tag: Annotated[str, Field(min_length=2, max_length=35), AfterValidator(_check_language_tag)]
+    proficiency: LanguageProficiency | None = None
+
+
+class ProfileCreate(_Input):
+    """How the learner wishes to be known, as stated at ``as_of``."""
+
+    source_id: SourceId
+    as_of: AwareDatetime = Field(description="When this was stated; the newest statement comes first.")
+    preferred_name: Text200 | None = None
+    pronouns: Text200 | None = None
+    languages: Annotated[list[Language], Field(max_length=20)] = []
+
+    @model_validator(mode="after")
+    def _says_something(self) -> ProfileCreate:
+        if self.preferred_name is None and self.pronouns is None and not self.languages:
+            raise ValueError("a profile entry needs a preferred name, pronouns or languages")
+        return self
+
+
+class PathwayKind(StrEnum):
+    COLLEGE_VISIT = "college_visit"
+    CAREER_FAIR = "career_fair"
+    JOB_SHADOW = "job_shadow"
+    INTERNSHIP = "internship"
+    COURSE = "course"
+
+
+class Organisation(_Input):
+    """An organisation: a name and, when it has one, an identifying IRI (e.g. its web site)."""
+
+    name: Text500
+    id: IRI | None = None
+
+
+class PathwayCreate(_Input):
+    """Exposure to a college or a career: what, with whom, when, for how long, and what the learner took away."""
+
+    source_id: SourceId
+    kind: PathwayKind
+    organisation: Organisation
+    occurred_at: AwareDatetime
+    hours: Hours | None = None
+    reflection: LongText | None = None
+
+
+class Verifier(_Input):
+    """Who confirms a service record (a supervisor, a coordinator)."""
+
+    name: Text200
+    role: Text200 | None = None
+    email: Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+
+
+class ServiceCreate(_Input):
+    """Service or volunteering over a date range."""
+
+    source_id: SourceId
+    organisation: Organisation
+    role: Text200
+    hours: Hours
+    started_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    verifier: Verifier | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ServiceCreate:
+        if self.ended_at is not None and self.ended_at < self.started_at:
+            raise ValueError("ended_at must not be before started_at")
+        return self
+
+
+class Milestone(_Input):
+    title: Text500
+    due_at: AwareDatetime | None = None
+    reached_at: AwareDatetime | None = None
+
+
+class ProjectCreate(_Input):
+    """Self-managed or project work: the plan (milestones), the learner's role and the outcome."""
+
+    source_id: SourceId
+    title: Text500
+    role: Text200 | None = None
+    started_at: AwareDatetime
+    completed_at: AwareDatetime | None = None
+    milestones: Annotated[list[Milestone], Field(max_length=100)] = []
+    outcome: LongText | None = None
+    linked_skills: Annotated[list[SkillRef], Field(max_length=50)] = []
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ProjectCreate:
+        if self.completed_at is not None and self.completed_at < self.started_at:
+            raise ValueError("completed_at must not be before started_at")
+        return self
+
+
+# -- sensitive sections: support_needs, wellbeing, conduct (encrypted at rest) -------------
+
+
+class SupportNeedCategory(StrEnum):
+    SKILL_GAP = "skill_gap"
+    LEARNING_DIFFERENCE = "learning_difference"
+    ACCOMMODATION = "accommodation"
+
+
+class SupportNeedCreate(_Input):
+    """An identified skill gap, learning difference or accommodation."""
+
+    source_id: SourceId
+    category: SupportNeedCategory
+    description: LongText
+    identified_at: AwareDatetime
+    identified_by: Text200 | None = None
+    accommodations: Annotated[list[Text500], Field(max_length=50)] = []
+    review_at: AwareDatetime | None = None
+
+
+class WellbeingCreate(_Input):
+    """One fitness or health-related progress measure, e.g. a 1-mile run time in minutes."""
+
+    source_id: SourceId
+    measure: Text200
+    value: float
+    unit: Annotated[str, Field(min_length=1, max_length=50)]
+    measured_at: AwareDatetime
+    goal: float | None = None
+    notes: LongText | None = None
+
+
+class ConductStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    WITHDRAWN = "withdrawn"
+
+
+class ConductResolution(_Input):
+    status: ConductStatus
+    resolved_at: AwareDatetime | None = None
+    notes: LongText | None = None
+
+    @model_validator(mode="after")
+    def _resolved_has_a_date(self) -> ConductResolution:
+        if self.status is ConductStatus.RESOLVED and self.resolved_at is None:
+            raise ValueError("a resolved record needs resolved_at")
+        return self
+
+
+class ConductCreate(_Input):
+    """A behaviour record and its resolution."""
+
+    source_id: SourceId
+    occurred_at: AwareDatetime
+    category: Text200
+    description: LongText
+    resolution: ConductResolution | None = None
+
+
 SECTION_INPUTS: dict[str, type[_Input]] = {
     "badges": BadgeCreate,
     "skills": SkillCreate,
     "activities": ActivityCreate,
+    "profile": ProfileCreate,
+    "pathways": PathwayCreate,
+    "service": ServiceCreate,
+    "projects": ProjectCreate,
+    "support_needs": SupportNeedCreate,
+    "wellbeing": WellbeingCreate,
+    "conduct": ConductCreate,
 }
 
 

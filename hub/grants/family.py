@@ -19,7 +19,7 @@ from hub.credentials.statuslist import revoke_where_badges
 from hub.grants.models import AccessRequest, ConsentGrant
 from hub.grants.service import grant_access, revoke_access
 from hub.people.models import Learner, LearnerGuardian
-from hub.records.models import SECTION_MODELS
+from hub.records.models import SECTION_MODELS, section_clause
 from hub.records.service import log_changes
 
 
@@ -115,8 +115,9 @@ async def revoke_by(
                         now=now, reason="badge deleted by the family",
                     )
                 gone = (await session.execute(
-                    delete(model).where(model.learner_id == learner_id, model.provider_id == provider_id)
-                    .returning(model.id, model.source_id)
+                    delete(model).where(
+                        model.learner_id == learner_id, model.provider_id == provider_id, *section_clause(name)
+                    ).returning(model.id, model.source_id)
                 )).all()
                 await log_changes(session=session, section=name, learner_id=learner_id, provider_id=provider_id,
                                   entries=[(row.id, row.source_id) for row in gone], op="deleted", now=now)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action, GrantView, get_section
+from consent.sections import check_action
 from consent.pseudonyms import looks_like_pairwise_id, pairwise_id
 from hub.grants.models import ConsentGrant, LearnerPseudonym
 
@@ -75,7 +76,9 @@ async def grant_access(
 
     The first grant to a provider also fixes the pairwise id it will know the learner by.
     """
-    get_section(section)  # raises UnknownSection with the list of known ones
+    # Raises UnknownSection with the list of known ones; a grant names exactly one section (no
+    # "all sections" shortcut exists, so a sensitive section is only ever granted explicitly).
+    check_action(get_section(section), action)
     await ensure_pseudonym(session=session, provider_id=provider_id, learner_id=learner_id, key=pseudonym_key)
     if not purpose.strip():
         raise ValueError("a grant needs a purpose in plain words")

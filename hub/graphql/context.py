@@ -21,6 +21,7 @@ from hub.grants.enforce import ProviderAccess
 from hub.graphql.limits import RateLimited
 from hub.oauth.bearer import BearerError, TokenContext, authenticate
 from hub.records.service import Page, PageQuery, list_pages
+from hub.records.keys import DataKeys
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Context(BaseContext):
     settings: Settings
     token: TokenContext
     access: ProviderAccess
+    # Learners' data keys for the sensitive sections, each unwrapped at most once per request.
+    data_keys: DataKeys
     _session: AsyncSession
     # Sibling resolvers run concurrently; one AsyncSession must not be used by two at once.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -51,7 +54,8 @@ class Context(BaseContext):
             found: dict[tuple[PageQuery, UUID], Page] = {}
             async with self.db() as session:
                 for spec, learner_ids in by_spec.items():
-                    pages = await list_pages(session=session, spec=spec, learner_ids=list(dict.fromkeys(learner_ids)))
+                    pages = await list_pages(session=session, spec=spec, learner_ids=list(dict.fromkeys(learner_ids)),
+                                             data_keys=self.data_keys)
                     found.update({(spec, i): page for i, page in pages.items()})
             return [found[key] for key in keys]
 
@@ -86,5 +90,6 @@ async def get_context(request: Request) -> AsyncIterator[Context]:
             settings=hub.settings,
             token=token,
             access=ProviderAccess(session=session, token=token, now=utcnow()),
+            data_keys=DataKeys(hub.keyring),
             _session=session,
         )

@@ -13,6 +13,9 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     CONSENT_REQUIRED = "CONSENT_REQUIRED"
     COST_LIMIT = "COST_LIMIT"
+    # Stored entries failed an integrity or key check: tampering, a key problem, or a record
+    # crypto-shredded under our feet. Nothing is disclosed; operators are alerted through the log.
+    DATA_UNREADABLE = "DATA_UNREADABLE"
     INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
     INTERNAL = "INTERNAL"
     NOT_FOUND = "NOT_FOUND"

@@ -8,6 +8,8 @@ from typing import Any
 
 import strawberry
 
+from hub.graphql.types import ConductStatus, LanguageProficiency, PathwayKind, SupportNeedCategory
+
 
 @strawberry.input(description="OB 3.0 Criteria: an id, a narrative, or both.")
 class CriteriaInput:
@@ -116,6 +118,112 @@ class ActivityInput:
     object: ActivityObjectInput
     timestamp: datetime
     result: ActivityResultInput | None = None
+
+
+@strawberry.input(description="A language the learner uses: a BCP 47 tag such as en, pt-BR or zh-Hant.")
+class LanguageInput:
+    tag: str
+    proficiency: LanguageProficiency | None = None
+
+
+@strawberry.input(description="How the learner wishes to be known, as stated at `asOf`.")
+class ProfileInput:
+    source_id: str
+    as_of: datetime
+    preferred_name: str | None = None
+    pronouns: str | None = None
+    languages: list[LanguageInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="An organisation: a name and, when known, an identifying IRI.")
+class OrganisationInput:
+    name: str
+    id: str | None = None
+
+
+@strawberry.input(description="Exposure to a college or a career.")
+class PathwayInput:
+    source_id: str
+    kind: PathwayKind
+    organisation: OrganisationInput
+    occurred_at: datetime
+    hours: float | None = None
+    reflection: str | None = None
+
+
+@strawberry.input(description="Who confirms a service record.")
+class VerifierInput:
+    name: str
+    role: str | None = None
+    email: str | None = None
+
+
+@strawberry.input(description="Service or volunteering over a date range.")
+class ServiceInput:
+    source_id: str
+    organisation: OrganisationInput
+    role: str
+    hours: float
+    started_at: datetime
+    ended_at: datetime | None = None
+    verifier: VerifierInput | None = None
+
+
+@strawberry.input
+class MilestoneInput:
+    title: str
+    due_at: datetime | None = None
+    reached_at: datetime | None = None
+
+
+@strawberry.input(description="Self-managed or project work.")
+class ProjectInput:
+    source_id: str
+    title: str
+    started_at: datetime
+    role: str | None = None
+    completed_at: datetime | None = None
+    milestones: list[MilestoneInput] = strawberry.field(default_factory=list)
+    outcome: str | None = None
+    linked_skills: list[SkillRefInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="An identified skill gap, learning difference or accommodation (encrypted at rest).")
+class SupportNeedInput:
+    source_id: str
+    category: SupportNeedCategory
+    description: str
+    identified_at: datetime
+    identified_by: str | None = None
+    accommodations: list[str] = strawberry.field(default_factory=list)
+    review_at: datetime | None = None
+
+
+@strawberry.input(description="A fitness or health-related progress measure (encrypted at rest).")
+class WellbeingInput:
+    source_id: str
+    measure: str
+    value: float
+    unit: str
+    measured_at: datetime
+    goal: float | None = None
+    notes: str | None = None
+
+
+@strawberry.input
+class ConductResolutionInput:
+    status: ConductStatus
+    resolved_at: datetime | None = None
+    notes: str | None = None
+
+
+@strawberry.input(description="A behaviour record and its resolution (encrypted at rest).")
+class ConductInput:
+    source_id: str
+    occurred_at: datetime
+    category: str
+    description: str
+    resolution: ConductResolutionInput | None = None
 
 
 @strawberry.input(description="One section x action to ask for.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -43,7 +43,9 @@ from hub.graphql.errors import EXPECTED_CODES, ErrorCode, api_error, bad_input, 
 from hub.grants import requests as request_service
 from hub.grants import service as grant_service
 from hub.grants.enforce import AccessDenied, LearnerNotFound
+from hub.people import service as people_service
 from hub.records import service as record_service
+from hub.records.crypto import UnreadableData
 from schemas import records as record_schemas
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,16 @@ async def _authorize(info: GInfo, learner_id: UUID, section: str, action: Action
         ) from None
 
 
+def _unreadable(learner_id: UUID, section: str, exc: UnreadableData) -> GraphQLError:
+    # An incident, not an answer: tampering or a key problem. Logged without any field content.
+    log.warning("sealed data unreadable: learner %s section %s: %s", learner_id, section, exc)
+    return api_error(
+        ErrorCode.DATA_UNREADABLE,
+        f"entries of section {section!r} could not be read (they failed an integrity or key check); nothing was disclosed",
+        section=section,
+    )
+
+
 def _check_first(info: GInfo, first: int) -> None:
     limit = info.context.settings.max_page_size
     if not 1 <= first <= limit:
@@ -111,8 +123,11 @@ async def _page(
     spec = record_service.page_query(
         allowed, section=section, reader_provider_id=info.context.token.provider_id, first=first, after=after, **filters
     )
-    # Batched: the same field on a page of learners is one statement (see PageLoader).
-    page = await info.context.pages.load((spec, learner_id))
+    try:
+        # Batched: the same field on a page of learners is one statement (see Context.pages).
+        page = await info.context.pages.load((spec, learner_id))
+    except UnreadableData as exc:
+        raise _unreadable(learner_id, section, exc) from None
     info.context.access.disclosed(learner_id, section, Action.READ, len(page.entries))
     nodes = [to_node(row) for row in page.entries]
     edges = [
@@ -266,6 +281,79 @@ class Learner:
             info, self.uuid, "activities", first, after, types.Activity.from_row, since=since, until=until, verb_id=verb
         )
 
+    @strawberry.field(description="The learner's date of birth. Needs its own consent: `profile.birthdate` (read).")
+    async def birthdate(self, info: GInfo) -> date | None:
+        allowed = await _authorize(info, self.uuid, "profile.birthdate", Action.READ)
+        async with info.context.db() as session:
+            born = await people_service.date_of_birth(session=session, access=allowed, learner_id=self.uuid)
+        info.context.access.disclosed(self.uuid, "profile.birthdate", Action.READ, 1 if born else 0)
+        return born
+
+    @strawberry.field(description="Preferred name, pronouns and languages as stated over time, newest first "
+                      "(by `asOf`). Needs consent to read `profile`.")
+    async def profile(
+        self, info: GInfo, first: int = 20, after: str | None = None
+    ) -> types.Connection[types.ProfileEntry] | None:
+        return await _page(info, self.uuid, "profile", first, after, types.ProfileEntry.from_entry)
+
+    @strawberry.field(description="College and career exposure, newest first, optionally in [since, until) and of "
+                      "one kind. Needs consent to read `pathways`.")
+    async def pathways(
+        self, info: GInfo, first: int = 20, after: str | None = None, since: datetime | None = None,
+        until: datetime | None = None, kind: types.PathwayKind | None = None,
+    ) -> types.Connection[types.Pathway] | None:
+        _check_range(since, until)
+        return await _page(info, self.uuid, "pathways", first, after, types.Pathway.from_entry, since=since, until=until,
+                           kind=kind.value if kind is not None else None)
+
+    @strawberry.field(description="Service and volunteering, newest first by start; [since, until) filters the "
+                      "start. Needs consent to read `service`.")
+    async def service(
+        self, info: GInfo, first: int = 20, after: str | None = None, since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> types.Connection[types.ServiceEntry] | None:
+        _check_range(since, until)
+        return await _page(info, self.uuid, "service", first, after, types.ServiceEntry.from_entry, since=since, until=until)
+
+    @strawberry.field(description="Projects, newest first by start; [since, until) filters the start. Needs consent "
+                      "to read `projects`.")
+    async def projects(
+        self, info: GInfo, first: int = 20, after: str | None = None, since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> types.Connection[types.Project] | None:
+        _check_range(since, until)
+        return await _page(info, self.uuid, "projects", first, after, types.Project.from_entry, since=since, until=until)
+
+    @strawberry.field(description="Support needs, newest first by identification date, optionally in [since, until). "
+                      "Sensitive: needs its own consent to read `support_needs`.")
+    async def support_needs(
+        self, info: GInfo, first: int = 20, after: str | None = None, since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> types.Connection[types.SupportNeed] | None:
+        _check_range(since, until)
+        return await _page(info, self.uuid, "support_needs", first, after, types.SupportNeed.from_entry, since=since,
+                           until=until)
+
+    @strawberry.field(description="Wellbeing measures, newest first, optionally in [since, until). Sensitive: needs "
+                      "its own consent to read `wellbeing`.")
+    async def wellbeing(
+        self, info: GInfo, first: int = 20, after: str | None = None, since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> types.Connection[types.WellbeingMeasure] | None:
+        _check_range(since, until)
+        return await _page(info, self.uuid, "wellbeing", first, after, types.WellbeingMeasure.from_entry, since=since,
+                           until=until)
+
+    @strawberry.field(description="Behaviour records, newest first, optionally in [since, until). Sensitive: needs "
+                      "its own consent to read `conduct`.")
+    async def conduct(
+        self, info: GInfo, first: int = 20, after: str | None = None, since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> types.Connection[types.ConductRecord] | None:
+        _check_range(since, until)
+        return await _page(info, self.uuid, "conduct", first, after, types.ConductRecord.from_entry, since=since,
+                           until=until)
+
 
 @strawberry.type
 class LearnerConnection:
@@ -407,7 +495,7 @@ async def _read_feed(
             break
     entries: dict[str, dict[int, Any]] = {}
     async with ctx.db() as session:
-        for section in {change.section for change, _, _ in kept}:
+        for section in {change.section for change, _, _ in kept} & set(_FEED_TYPES):
             ids = [change.entry_id for change, _, _ in kept if change.section == section and change.op != "deleted"]
             entries[section] = await record_service.entries_by_id(session=session, section=section, ids=ids)
     nodes = []
@@ -416,13 +504,15 @@ async def _read_feed(
         at_key = record_service.ORDER_ATTRIBUTE[change.section]
         if entry is not None and decision.data_from is not None and getattr(entry, at_key) < decision.data_from:
             continue  # outside the grant's window: the change is not this provider's to see
-        field, node_type = _FEED_TYPES[change.section]
+        # Sections without a typed slot on Change report the change itself; read the entry through
+        # the learner's section field.
+        field, node_type = _FEED_TYPES.get(change.section, (None, None))
         ctx.access.disclosed(change.learner_id, change.section, Action.READ, 1)
         nodes.append(types.Change(
             op=change.op, section=change.section, learner_id=strawberry.ID(pairwise),
             entry_id=strawberry.ID(str(change.entry_id)), source_id=change.source_id,
             contributed_by=strawberry.ID(str(change.provider_id)), at=change.at,
-            **({field: node_type.from_row(entry)} if entry is not None else {}),
+            **({field: node_type.from_row(entry)} if entry is not None and field else {}),
         ))
     end = cursor.encode() if cursor is not None else None
     return types.ChangeConnection(nodes=nodes, page_info=types.PageInfo(has_next_page=has_more, end_cursor=end))
@@ -484,7 +574,10 @@ async def _contribute(info: GInfo, learner_id_raw: str, section: str, items: lis
                 provider_id=ctx.token.provider_id,
                 entries=entries,
                 now=ctx.access.now,
+                data_keys=ctx.data_keys,
             )
+    except UnreadableData as exc:
+        raise _unreadable(learner_id, section, exc) from None
     except IntegrityError:
         # Another request stored some of these source ids between our lookup and insert.
         raise api_error(ErrorCode.CONFLICT, "a concurrent request stored some of these entries; retry the batch") from None
@@ -581,6 +674,50 @@ class Mutation:
     )
     async def retract_activities(self, info: GInfo, source_ids: list[str]) -> ActivityRetractionResult | None:
         return await _retract(info, "activities", source_ids)
+    @strawberry.mutation(description="Contribute profile statements for one learner (idempotent on sourceId).")
+    async def contribute_profile(
+        self, info: GInfo, learner_id: strawberry.ID, profile: list[inputs.ProfileInput]
+    ) -> types.ContributionResult | None:
+        return await _contribute(info, learner_id, "profile", profile, "profile")
+
+    @strawberry.mutation(description="Contribute college and career exposure for one learner (idempotent on sourceId).")
+    async def contribute_pathways(
+        self, info: GInfo, learner_id: strawberry.ID, pathways: list[inputs.PathwayInput]
+    ) -> types.ContributionResult | None:
+        return await _contribute(info, learner_id, "pathways", pathways, "pathways")
+
+    @strawberry.mutation(description="Contribute service and volunteering for one learner (idempotent on sourceId).")
+    async def contribute_service(
+        self, info: GInfo, learner_id: strawberry.ID, service: list[inputs.ServiceInput]
+    ) -> types.ContributionResult | None:
+        return await _contribute(info, learner_id, "service", service, "service")
+
+    @strawberry.mutation(description="Contribute projects for one learner (idempotent on sourceId).")
+    async def contribute_projects(
+        self, info: GInfo, learner_id: strawberry.ID, projects: list[inputs.ProjectInput]
+    ) -> types.ContributionResult | None:
+        return await _contribute(info, learner_id, "projects", projects, "projects")
+
+    @strawberry.mutation(description="Contribute support needs for one learner (sensitive, encrypted at rest; "
+                         "idempotent on sourceId).")
+    async def contribute_support_needs(
+        self, info: GInfo, learner_id: strawberry.ID, support_needs: list[inputs.SupportNeedInput]
+    ) -> types.ContributionResult | None:
+        return await _contribute(info, learner_id, "support_needs", support_needs, "supportNeeds")
+
+    @strawberry.mutation(description="Contribute wellbeing measures for one learner (sensitive, encrypted at rest; "
+                         "idempotent on sourceId).")
+    async def contribute_wellbeing(
+        self, info: GInfo, learner_id: strawberry.ID, wellbeing: list[inputs.WellbeingInput]
+    ) -> types.ContributionResult | None:
+        return await _contribute(info, learner_id, "wellbeing", wellbeing, "wellbeing")
+
+    @strawberry.mutation(description="Contribute behaviour records for one learner (sensitive, encrypted at rest; "
+                         "idempotent on sourceId).")
+    async def contribute_conduct(
+        self, info: GInfo, learner_id: strawberry.ID, conduct: list[inputs.ConductInput]
+    ) -> types.ContributionResult | None:
+        return await _contribute(info, learner_id, "conduct", conduct, "conduct")
 
 
 class CommitOperation(SchemaExtension):

@@ -9,8 +9,16 @@ import strawberry
 from strawberry.scalars import JSON
 
 from hub.records import models as record_models
+from hub.records.service import OpenEntry
+from schemas import records as record_schemas
 
 T = TypeVar("T")
+
+# The input enums of schemas.records, exposed as GraphQL enums (one definition for both).
+PathwayKind = strawberry.enum(record_schemas.PathwayKind, description="What kind of college or career exposure.")
+LanguageProficiency = strawberry.enum(record_schemas.LanguageProficiency)
+SupportNeedCategory = strawberry.enum(record_schemas.SupportNeedCategory)
+ConductStatus = strawberry.enum(record_schemas.ConductStatus)
 
 
 @strawberry.type
@@ -273,6 +281,213 @@ class ChangeConnection:
 class RetractionResult:
     retracted: int
     not_found: list[str] = strawberry.field(description="Source ids that are not this provider's live entries.")
+@strawberry.type(description="An organisation: a name and, when known, an identifying IRI.")
+class Organisation:
+    name: str
+    id: str | None
+
+    @classmethod
+    def of(cls, value: record_schemas.Organisation) -> Organisation:
+        return cls(name=value.name, id=value.id)
+
+
+def _envelope(entry: OpenEntry) -> dict[str, object]:
+    """The fields every generic section's entry shares."""
+    return {
+        "id": strawberry.ID(str(entry.id)),
+        "source_id": entry.source_id,
+        "contributed_by": strawberry.ID(str(entry.provider_id)),
+        "created_at": entry.created_at,
+        "updated_at": entry.updated_at,
+    }
+
+
+@strawberry.type(description="A language the learner uses (BCP 47 tag).")
+class Language:
+    tag: str
+    proficiency: LanguageProficiency | None
+
+
+@strawberry.type(description="How the learner wishes to be known, as stated at `asOf`.")
+class ProfileEntry:
+    id: strawberry.ID
+    source_id: str
+    contributed_by: strawberry.ID
+    as_of: datetime
+    preferred_name: str | None
+    pronouns: str | None
+    languages: list[Language]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_entry(cls, entry: OpenEntry) -> ProfileEntry:
+        v: record_schemas.ProfileCreate = entry.value
+        return cls(
+            **_envelope(entry), as_of=v.as_of, preferred_name=v.preferred_name, pronouns=v.pronouns,
+            languages=[Language(tag=lang.tag, proficiency=lang.proficiency) for lang in v.languages],
+        )  # type: ignore[arg-type]
+
+
+@strawberry.type(description="Exposure to a college or a career.")
+class Pathway:
+    id: strawberry.ID
+    source_id: str
+    contributed_by: strawberry.ID
+    kind: PathwayKind
+    organisation: Organisation
+    occurred_at: datetime
+    hours: float | None
+    reflection: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_entry(cls, entry: OpenEntry) -> Pathway:
+        v: record_schemas.PathwayCreate = entry.value
+        return cls(
+            **_envelope(entry), kind=v.kind, organisation=Organisation.of(v.organisation), occurred_at=v.occurred_at,
+            hours=v.hours, reflection=v.reflection,
+        )  # type: ignore[arg-type]
+
+
+@strawberry.type(description="Who confirmed a service record.")
+class Verifier:
+    name: str
+    role: str | None
+    email: str | None
+
+
+@strawberry.type(description="Service or volunteering over a date range.")
+class ServiceEntry:
+    id: strawberry.ID
+    source_id: str
+    contributed_by: strawberry.ID
+    organisation: Organisation
+    role: str
+    hours: float
+    started_at: datetime
+    ended_at: datetime | None
+    verifier: Verifier | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_entry(cls, entry: OpenEntry) -> ServiceEntry:
+        v: record_schemas.ServiceCreate = entry.value
+        return cls(
+            **_envelope(entry), organisation=Organisation.of(v.organisation), role=v.role, hours=v.hours,
+            started_at=v.started_at, ended_at=v.ended_at,
+            verifier=Verifier(name=v.verifier.name, role=v.verifier.role, email=v.verifier.email) if v.verifier else None,
+        )  # type: ignore[arg-type]
+
+
+@strawberry.type
+class Milestone:
+    title: str
+    due_at: datetime | None
+    reached_at: datetime | None
+
+
+@strawberry.type(description="Self-managed or project work.")
+class Project:
+    id: strawberry.ID
+    source_id: str
+    contributed_by: strawberry.ID
+    title: str
+    role: str | None
+    started_at: datetime
+    completed_at: datetime | None
+    milestones: list[Milestone]
+    outcome: str | None
+    linked_skills: list[SkillRef]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_entry(cls, entry: OpenEntry) -> Project:
+        v: record_schemas.ProjectCreate = entry.value
+        return cls(
+            **_envelope(entry), title=v.title, role=v.role, started_at=v.started_at, completed_at=v.completed_at,
+            milestones=[Milestone(title=m.title, due_at=m.due_at, reached_at=m.reached_at) for m in v.milestones],
+            outcome=v.outcome,
+            linked_skills=[SkillRef(framework_uri=s.framework_uri, code=s.code, label=s.label, key=s.key) for s in v.linked_skills],
+        )  # type: ignore[arg-type]
+
+
+@strawberry.type(description="An identified skill gap, learning difference or accommodation (sensitive: encrypted at rest).")
+class SupportNeed:
+    id: strawberry.ID
+    source_id: str
+    contributed_by: strawberry.ID
+    category: SupportNeedCategory
+    description: str
+    identified_at: datetime
+    identified_by: str | None
+    accommodations: list[str]
+    review_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_entry(cls, entry: OpenEntry) -> SupportNeed:
+        v: record_schemas.SupportNeedCreate = entry.value
+        return cls(
+            **_envelope(entry), category=v.category, description=v.description, identified_at=v.identified_at,
+            identified_by=v.identified_by, accommodations=list(v.accommodations), review_at=v.review_at,
+        )  # type: ignore[arg-type]
+
+
+@strawberry.type(description="A fitness or health-related progress measure (sensitive: encrypted at rest).")
+class WellbeingMeasure:
+    id: strawberry.ID
+    source_id: str
+    contributed_by: strawberry.ID
+    measure: str
+    value: float
+    unit: str
+    measured_at: datetime
+    goal: float | None
+    notes: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_entry(cls, entry: OpenEntry) -> WellbeingMeasure:
+        v: record_schemas.WellbeingCreate = entry.value
+        return cls(
+            **_envelope(entry), measure=v.measure, value=v.value, unit=v.unit, measured_at=v.measured_at,
+            goal=v.goal, notes=v.notes,
+        )  # type: ignore[arg-type]
+
+
+@strawberry.type
+class ConductResolution:
+    status: ConductStatus
+    resolved_at: datetime | None
+    notes: str | None
+
+
+@strawberry.type(description="A behaviour record and its resolution (sensitive: encrypted at rest).")
+class ConductRecord:
+    id: strawberry.ID
+    source_id: str
+    contributed_by: strawberry.ID
+    occurred_at: datetime
+    category: str
+    description: str
+    resolution: ConductResolution | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_entry(cls, entry: OpenEntry) -> ConductRecord:
+        v: record_schemas.ConductCreate = entry.value
+        r = v.resolution
+        return cls(
+            **_envelope(entry), occurred_at=v.occurred_at, category=v.category, description=v.description,
+            resolution=ConductResolution(status=r.status, resolved_at=r.resolved_at, notes=r.notes) if r else None,
+        )  # type: ignore[arg-type]
 
 
 @strawberry.type(description="What a batch contribution did. Re-sending a batch creates nothing new.")

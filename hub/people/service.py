@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from consent import Allowed
 
 from hub.people.models import Guardian, Learner, LearnerGuardian
 
@@ -47,3 +49,26 @@ async def create_learner(
 
 async def get_guardian_by_email(*, session: AsyncSession, email: str) -> Guardian | None:
     return (await session.execute(select(Guardian).where(Guardian.email == email.strip().lower()))).scalar_one_or_none()
+
+
+async def date_of_birth(*, session: AsyncSession, access: Allowed, learner_id: UUID) -> date | None:
+    """The learner's date of birth, under a ``profile.birthdate:read`` decision (``access``)."""
+    del access  # proof of a decision, as in hub.records.service
+    return (await session.execute(select(Learner.date_of_birth).where(Learner.id == learner_id))).scalar_one_or_none()
+
+
+async def delete_learner(*, session: AsyncSession, learner_id: UUID) -> bool:
+    """Delete a learner and their whole record; returns False when there is no such learner.
+
+    The learner's data key is destroyed first and explicitly (crypto-shredding): from then on the
+    sealed fields of the sensitive sections cannot be decrypted from any copy, including backups,
+    once the KEK that wrapped the key in those backups is retired (see README, "Encryption at rest").
+    Everything else of the record goes by ON DELETE CASCADE.
+    """
+    from hub.records.keys import destroy_data_key
+
+    if await session.get(Learner, learner_id) is None:
+        return False
+    await destroy_data_key(session=session, learner_id=learner_id)
+    await session.execute(delete(Learner).where(Learner.id == learner_id))
+    return True

@@ -1,4 +1,12 @@
-"""Record sections: badges, skills, activities.
+"""Record sections.
+
+Badges, skills and activities have a table each (their columns are queried field by field). The
+other sections (profile, pathways, service, projects and the sensitive support_needs, wellbeing,
+conduct) share one table, ``section_entry``: the envelope, the section name, the entry's date and
+``kind`` as indexed columns, and the validated input as JSON, in ``body`` for plain sections or
+sealed field by field in ``sealed`` for sensitive ones (``hub.records.crypto``). Their shape is
+the pydantic input model in ``schemas.records``; ``GENERIC_SECTIONS`` says which of its fields is
+the date and which the kind.
 
 Every entry carries the same envelope (``RecordEntry``): id, learner, contributing provider,
 the provider's own ``source_id`` (unique per provider + learner + section, so a re-sent entry is
@@ -13,9 +21,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ColumnElement,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from hub.db import Base, BigIntPK, UTCDateTime, utcnow
@@ -145,6 +167,69 @@ class RecordChange(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-SECTION_MODELS: dict[str, type[Badge] | type[SkillAssessment] | type[Activity]] = {
-    m.section: m for m in (Badge, SkillAssessment, Activity)
+class SectionEntry(RecordEntry, Base):
+    """An entry of one of the sections stored generically (see the module docstring)."""
+
+    __tablename__ = "section_entry"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "learner_id", "section", "source_id"),
+        # "one learner's section, newest first", time ranges and data windows walk this index.
+        Index("ix_section_entry_learner_section_at", "learner_id", "section", "occurred_at", "id"),
+        Index("ix_section_entry_learner_section_kind", "learner_id", "section", "kind", "occurred_at"),
+        # Exactly one of the two: plain JSON or sealed fields, never both.
+        CheckConstraint("(body IS NULL) <> (sealed IS NULL)", name="body_xor_sealed"),
+    )
+    section_name: Mapped[str] = mapped_column("section", String(50))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the section's own date field
+    kind: Mapped[str | None] = mapped_column(String(100))  # e.g. a pathway's kind; never set when sealed
+    # none_as_null: Python None is SQL NULL here, not the JSON value null (the CHECK relies on it).
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # field -> "v1:" + base64url(nonce || AES-256-GCM ciphertext || tag), under the learner's data key.
+    sealed: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
+
+
+class LearnerDataKey(Base):
+    """A learner's data key, wrapped by a key-encryption key (KEK) from settings.
+
+    Deleting this row crypto-shreds every sealed field of the learner. ``kek_id`` names the KEK
+    that wrapped it (``kinfolio keys rotate-kek`` re-wraps under the current one).
+
+    .. no_pii: key material only, unusable without the KEK.
+    """
+
+    __tablename__ = "learner_data_key"
+
+    learner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("learner.id", ondelete="CASCADE"), primary_key=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(128))
+    kek_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    rewrapped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySpec:
+    """Which fields of a generic section's input are its indexed date and kind."""
+
+    date_field: str
+    kind_field: str | None = None
+
+
+GENERIC_SECTIONS: dict[str, EntrySpec] = {
+    "profile": EntrySpec("as_of"),
+    "pathways": EntrySpec("occurred_at", kind_field="kind"),
+    "service": EntrySpec("started_at"),
+    "projects": EntrySpec("started_at"),
+    "support_needs": EntrySpec("identified_at"),
+    "wellbeing": EntrySpec("measured_at"),
+    "conduct": EntrySpec("occurred_at"),
 }
+
+SECTION_MODELS: dict[str, type[Badge] | type[SkillAssessment] | type[Activity] | type[SectionEntry]] = {
+    **{m.section: m for m in (Badge, SkillAssessment, Activity)},
+    **{name: SectionEntry for name in GENERIC_SECTIONS},
+}
+
+
+def section_clause(section: str) -> list[ColumnElement[bool]]:
+    """Extra WHERE conditions that select one section's rows in its table (none for own tables)."""
+    return [SectionEntry.section_name == section] if section in GENERIC_SECTIONS else []

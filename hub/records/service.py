@@ -16,13 +16,26 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
 from sqlalchemy import BigInteger, String, and_, delete, func, insert, or_, select, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from consent import Allowed
+from consent import Allowed, get_section
 from schemas import records as record_schemas
-from hub.records.models import SECTION_MODELS, Activity, Badge, RecordChange, SkillAssessment
+from hub.records.crypto import DataKey, FieldContext, UnreadableData
+from hub.records.keys import DataKeys
+from hub.records.models import (
+    GENERIC_SECTIONS,
+    SECTION_MODELS,
+    Activity,
+    Badge,
+    EntrySpec,
+    RecordChange,
+    SectionEntry,
+    SkillAssessment,
+    section_clause,
+)
 
 # Keeps IN (...) lists well under SQLite's and asyncpg's bound-parameter limits.
 _LOOKUP_CHUNK = 500
@@ -38,6 +51,19 @@ class ContributionReport:
     created: int
     updated: int
     unchanged: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEntry:
+    """An entry of a generic section, opened (decrypted when sealed) and typed by its input model."""
+
+    id: int
+    source_id: str
+    provider_id: UUID
+    occurred_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    value: Any  # the section's pydantic input model (schemas.records)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +132,47 @@ def _activity_row(entry: record_schemas.ActivityCreate) -> dict[str, Any]:
 _ROW_MAPPERS = {"badges": _badge_row, "skills": _skill_row, "activities": _activity_row}
 
 
+def is_sealed(section: str) -> bool:
+    """Sections marked sensitive in the catalogue are encrypted at rest (all are generic sections)."""
+    return get_section(section).sensitive
+
+
+def _entry_row(section: str, spec: EntrySpec, entry: Any, key: DataKey | None, where: FieldContext) -> dict[str, Any]:
+    """A generic section's row: date and kind as columns, the rest as JSON, sealed when sensitive."""
+    data = entry.model_dump(mode="json", exclude={"source_id", spec.date_field})
+    row: dict[str, Any] = {"section_name": section, "occurred_at": getattr(entry, spec.date_field)}
+    if key is None:
+        return {**row, "kind": data.get(spec.kind_field) if spec.kind_field else None, "body": data, "sealed": None}
+    return {**row, "kind": None, "body": None, "sealed": key.seal_fields(where, data)}
+
+
+def _open_entry(section: str, spec: EntrySpec, row: SectionEntry, key: DataKey | None) -> OpenEntry:
+    if row.sealed is not None:
+        if key is None:
+            raise UnreadableData("the learner's data key no longer exists (crypto-shredded)")
+        where = FieldContext(learner_id=row.learner_id, section=section, provider_id=row.provider_id, source_id=row.source_id)
+        data = key.open_fields(where, row.sealed)
+    else:
+        data = row.body or {}
+    try:
+        value = record_schemas.SECTION_INPUTS[section].model_validate(
+            {**data, "source_id": row.source_id, spec.date_field: row.occurred_at}
+        )
+    except ValidationError:
+        # Written through the same model, so only an edit behind the API's back gets here.
+        raise UnreadableData(f"stored entry {row.id} no longer matches the {section} schema") from None
+    return OpenEntry(
+        id=row.id, source_id=row.source_id, provider_id=row.provider_id, occurred_at=row.occurred_at,
+        created_at=row.created_at, updated_at=row.updated_at, value=value,
+    )
+
+
+def _canonical(entry: record_schemas.BaseModel) -> bytes:
+    return json.dumps(entry.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+
 def content_hash(entry: record_schemas.BaseModel) -> str:
-    canonical = json.dumps(entry.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(entry)).hexdigest()
 
 
 async def contribute_entries(
@@ -120,16 +184,31 @@ async def contribute_entries(
     provider_id: UUID,
     entries: Sequence[Any],
     now: datetime,
+    data_keys: DataKeys | None = None,
 ) -> ContributionReport:
     """Store a validated batch idempotently on ``source_id``.
 
     New source ids are inserted, known ones with different content are updated in place
     (``updated_at`` moves, ``created_at`` stays), identical re-sends change nothing. The caller
-    guarantees source ids are unique within the batch.
+    guarantees source ids are unique within the batch. Sensitive sections are sealed under the
+    learner's data key (created on first use; ``data_keys`` is required for them) and recognised
+    by a keyed content hash.
     """
     del access  # proof of a decision; see module docstring
     model = SECTION_MODELS[section]
-    to_row = _ROW_MAPPERS[section]
+    spec = GENERIC_SECTIONS.get(section)
+    key: DataKey | None = None
+    if is_sealed(section):
+        if data_keys is None:
+            raise ValueError(f"section {section!r} is encrypted at rest: data_keys is required")
+        key = await data_keys.get(session=session, learner_id=learner_id, create=True)
+
+    def to_row(entry: Any) -> dict[str, Any]:
+        if spec is None:
+            return _ROW_MAPPERS[section](entry)
+        where = FieldContext(learner_id=learner_id, section=section, provider_id=provider_id, source_id=entry.source_id)
+        return _entry_row(section, spec, entry, key, where)
+
     by_source = {e.source_id: e for e in entries}
 
     known: dict[str, tuple[int, str, bool]] = {}
@@ -138,7 +217,8 @@ async def contribute_entries(
         chunk = source_ids[start : start + _LOOKUP_CHUNK]
         result = await session.execute(
             select(model.source_id, model.id, model.content_hash, model.deleted_at).where(
-                model.provider_id == provider_id, model.learner_id == learner_id, model.source_id.in_(chunk)
+                model.provider_id == provider_id, model.learner_id == learner_id, model.source_id.in_(chunk),
+                *section_clause(section),
             )
         )
         known.update({row.source_id: (row.id, row.content_hash, row.deleted_at is not None) for row in result})
@@ -147,7 +227,7 @@ async def contribute_entries(
     updates: list[dict[str, Any]] = []
     unchanged = 0
     for source_id, entry in by_source.items():
-        digest = content_hash(entry)
+        digest = key.digest(_canonical(entry)) if key is not None else content_hash(entry)
         if source_id not in known:
             inserts.append(
                 {
@@ -194,7 +274,12 @@ async def log_changes(
 
 # -- reading: newest first, keyset pagination ----------------------------------------------
 
-_ORDER_COLUMN = {"badges": Badge.awarded_at, "skills": SkillAssessment.assessed_at, "activities": Activity.timestamp}
+_ORDER_COLUMN = {
+    "badges": Badge.awarded_at,
+    "skills": SkillAssessment.assessed_at,
+    "activities": Activity.timestamp,
+    **{section: SectionEntry.occurred_at for section in GENERIC_SECTIONS},
+}
 ORDER_ATTRIBUTE = {section: column.key for section, column in _ORDER_COLUMN.items()}
 
 
@@ -228,13 +313,16 @@ class PageQuery:
     until: datetime | None = None
     verb_id: str | None = None
     skill_key: str | None = None
+    kind: str | None = None
 
 
 def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-def]
     """The newest-first, keyset-paginated query of one learner's page (first + 1 rows)."""
     model = SECTION_MODELS[spec.section]
     at_col = _ORDER_COLUMN[spec.section]
-    query = select(model).where(model.learner_id == learner_id, model.deleted_at.is_(None), model.hidden_at.is_(None))
+    query = select(model).where(
+        model.learner_id == learner_id, model.deleted_at.is_(None), model.hidden_at.is_(None), *section_clause(spec.section)
+    )
     if spec.own_only:
         query = query.where(model.provider_id == spec.reader_provider_id)
     if spec.data_from is not None:
@@ -250,6 +338,8 @@ def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-
         query = query.where(Activity.verb_id == spec.verb_id)
     if spec.skill_key is not None and model is SkillAssessment:
         query = query.where(SkillAssessment.skill_key == spec.skill_key)
+    if spec.kind is not None and model is SectionEntry:
+        query = query.where(SectionEntry.kind == spec.kind)
     return query.order_by(at_col.desc(), model.id.desc()).limit(spec.first + 1)
 
 
@@ -266,7 +356,26 @@ def page_query(access: Allowed, **shape: Any) -> PageQuery:
     return PageQuery(own_only=access.own_only, data_from=access.data_from, **shape)
 
 
-async def list_entries(*, session: AsyncSession, access: Allowed, learner_id: UUID, spec: PageQuery) -> Page:
+async def open_page(
+    *, session: AsyncSession, section: str, learner_id: UUID, page: Page, data_keys: DataKeys | None
+) -> Page:
+    """Generic sections come back as ``OpenEntry`` (sealed ones decrypted with the learner's data
+    key; ``UnreadableData`` when a field fails authentication or the key is gone)."""
+    spec = GENERIC_SECTIONS.get(section)
+    if spec is None or not page.entries:
+        return page
+    key = None
+    if is_sealed(section):
+        if data_keys is None:
+            raise ValueError(f"section {section!r} is encrypted at rest: data_keys is required")
+        key = await data_keys.get(session=session, learner_id=learner_id, create=False)
+    opened = [_open_entry(section, spec, row, key) for row in page.entries]
+    return Page(entries=opened, has_next_page=page.has_next_page, end_cursor=page.end_cursor)
+
+
+async def list_entries(
+    *, session: AsyncSession, access: Allowed, learner_id: UUID, spec: PageQuery, data_keys: DataKeys | None = None
+) -> Page:
     """A page of one learner's entries in one section, newest first, as far as ``access`` allows.
 
     ``spec`` must come from ``page_query(access, ...)``. Keyset pagination on (time, id) walks the
@@ -275,10 +384,13 @@ async def list_entries(*, session: AsyncSession, access: Allowed, learner_id: UU
     if (spec.own_only, spec.data_from) != (access.own_only, access.data_from):
         raise ValueError("the page spec does not match the consent decision")
     rows = list((await session.execute(_page_select(spec, learner_id))).scalars())
-    return _as_page(spec, rows)
+    return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
+                           data_keys=data_keys)
 
 
-async def list_pages(*, session: AsyncSession, spec: PageQuery, learner_ids: list[UUID]) -> dict[UUID, Page]:
+async def list_pages(
+    *, session: AsyncSession, spec: PageQuery, learner_ids: list[UUID], data_keys: DataKeys | None = None
+) -> dict[UUID, Page]:
     """The same page for many learners in ONE statement (a UNION ALL of per-learner index walks).
 
     Each branch is the single-learner query, so every learner still costs an index range scan of
@@ -287,7 +399,9 @@ async def list_pages(*, session: AsyncSession, spec: PageQuery, learner_ids: lis
     model = SECTION_MODELS[spec.section]
     if len(learner_ids) == 1:
         rows = list((await session.execute(_page_select(spec, learner_ids[0]))).scalars())
-        return {learner_ids[0]: _as_page(spec, rows)}
+        pages = {learner_ids[0]: _as_page(spec, rows)}
+        return {i: await open_page(session=session, section=spec.section, learner_id=i, page=p, data_keys=data_keys)
+                for i, p in pages.items()}
     branches = [select(_page_select(spec, i).subquery().c) for i in learner_ids]
     union = union_all(*branches).subquery()
     rows = list((await session.execute(select(aliased(model, union)))).scalars())
@@ -295,10 +409,12 @@ async def list_pages(*, session: AsyncSession, spec: PageQuery, learner_ids: lis
     for row in rows:
         grouped[row.learner_id].append(row)
     at_key = _ORDER_COLUMN[spec.section].key
-    return {
+    pages = {
         i: _as_page(spec, sorted(grouped[i], key=lambda r: (getattr(r, at_key), r.id), reverse=True))
         for i in learner_ids
     }
+    return {i: await open_page(session=session, section=spec.section, learner_id=i, page=p, data_keys=data_keys)
+            for i, p in pages.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +501,7 @@ async def retract_entries(
     retracted = (await session.execute(
         update(model)
         .where(model.learner_id == learner_id, model.provider_id == provider_id, model.source_id.in_(list(source_ids)),
-               model.deleted_at.is_(None))
+               model.deleted_at.is_(None), *section_clause(section))
         .values(deleted_at=now, updated_at=now)
         .returning(model.id, model.source_id)
     )).all()
@@ -401,7 +517,8 @@ async def set_entry_state(
     model = SECTION_MODELS[section]
     values = {"hide": {"hidden_at": now}, "unhide": {"hidden_at": None}, "delete": {"deleted_at": now}}[state]
     row = (await session.execute(
-        update(model).where(model.id == entry_id, model.learner_id == learner_id).values(updated_at=now, **values)
+        update(model).where(model.id == entry_id, model.learner_id == learner_id, *section_clause(section))
+        .values(updated_at=now, **values)
         .returning(model.id, model.source_id, model.provider_id)
     )).one_or_none()
     if row is None:
@@ -415,7 +532,9 @@ async def purge_deleted(*, session: AsyncSession, before: datetime) -> dict[str,
     """Really delete entries retracted or deleted before ``before`` (the retention window)."""
     purged = {}
     for section, model in SECTION_MODELS.items():
-        result = await session.execute(delete(model).where(model.deleted_at.is_not(None), model.deleted_at < before))
+        result = await session.execute(
+            delete(model).where(model.deleted_at.is_not(None), model.deleted_at < before, *section_clause(section))
+        )
         purged[section] = result.rowcount or 0
     return purged
 
@@ -480,7 +599,8 @@ async def entries_by_id(*, session: AsyncSession, section: str, ids: Sequence[in
         return {}
     model = SECTION_MODELS[section]
     rows = await session.execute(
-        select(model).where(model.id.in_(list(ids)), model.deleted_at.is_(None), model.hidden_at.is_(None))
+        select(model).where(model.id.in_(list(ids)), model.deleted_at.is_(None), model.hidden_at.is_(None),
+                            *section_clause(section))
     )
     return {row.id: row for row in rows.scalars()}
 

@@ -79,14 +79,19 @@ def test_every_scope_maps_to_exactly_one_section_and_action():
     # Any widening of the scope vocabulary shows up here in review.
     assert sorted(all_scopes()) == [
         "activities:contribute", "activities:read", "badges:contribute", "badges:read",
-        "skills:contribute", "skills:read",
+        "conduct:contribute", "conduct:read", "pathways:contribute", "pathways:read",
+        "profile.birthdate:read",  # read-only: nobody contributes a birthdate over the API
+        "profile:contribute", "profile:read", "projects:contribute", "projects:read",
+        "service:contribute", "service:read", "skills:contribute", "skills:read",
+        "support_needs:contribute", "support_needs:read", "wellbeing:contribute", "wellbeing:read",
     ]
     for scope in all_scopes():
         section, action = parse_scope(scope)
         assert f"{section.name}:{action.value}" == scope
 
 
-@pytest.mark.parametrize("bad", ["badges", "badges:write", "grades:read", ":read", "badges:read:extra"])
+@pytest.mark.parametrize("bad", ["badges", "badges:write", "grades:read", ":read", "badges:read:extra",
+                                 "profile.birthdate:contribute", "*:read", "all:read"])
 def test_malformed_or_unknown_scopes_are_refused(bad):  # type: ignore[no-untyped-def]
     with pytest.raises((ValueError, UnknownSection)):
         parse_scope(bad)
@@ -94,7 +99,9 @@ def test_malformed_or_unknown_scopes_are_refused(bad):  # type: ignore[no-untype
 
 def test_catalogue_is_data_with_sensitivity():
     assert {name: s.sensitive for name, s in catalogue().items()} == {
-        "badges": False, "skills": False, "activities": False,
+        "badges": False, "skills": False, "activities": False, "profile": False, "profile.birthdate": False,
+        "pathways": False, "service": False, "projects": False,
+        "support_needs": True, "wellbeing": True, "conduct": True,
     }
 
 

@@ -107,3 +107,17 @@ async def test_no_change_skipped_or_repeated_under_concurrent_writers(client, en
         all_changes = (await conn.execute(select(RecordChange.entry_id))).scalars().all()
     assert len(all_changes) == 4 * 6 * 15
     assert Counter(seen) == Counter(str(i) for i in all_changes)  # each exactly once
+
+
+async def test_feed_reports_changes_of_the_generic_sections_too(client, engine):
+    family = await make_family(engine)
+    provider = await make_provider(engine, "Mentor", ["pathways:contribute", "pathways:read"])
+    await grant(engine, family, provider, "pathways", Action.CONTRIBUTE)
+    await grant(engine, family, provider, "pathways", Action.READ)
+    token = await get_token(client, provider)
+    body = (await gql(client, token, """mutation($l: ID!) { contributePathways(learnerId: $l, pathways: [{
+        sourceId: "visit-1", kind: COLLEGE_VISIT, organisation: {name: "State University"},
+        occurredAt: "2026-03-01T10:00:00Z"}]) { created } }""", {"l": learner_id_for(family, provider)})).json()
+    assert body.get("data", {}).get("contributePathways") == {"created": 1}, body
+    nodes, _ = await drain(client, token, sections=["pathways"])
+    assert [(n["op"], n["section"], n["sourceId"]) for n in nodes] == [("created", "pathways", "visit-1")]

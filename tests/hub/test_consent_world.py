@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from consent import Action
-from consent.sections import all_scopes, catalogue
+from consent.sections import all_scopes, parse_scope
 from hub.db import make_sessionmaker
 from hub.grants.enforce import AccessDenied, LearnerNotFound, ProviderAccess
 from hub.grants.log import verify_log
@@ -21,13 +21,12 @@ from hub.oauth.bearer import TokenContext
 from tests.conftest import PSEUDONYM_KEY
 from tests.factories import make_family, make_provider
 
-SECTIONS = sorted(catalogue())
+# Every grantable (section, action) pair: the catalogue decides which actions a section offers.
+PAIRS = [(section.name, action) for section, action in map(parse_scope, all_scopes())]
 minutes = st.integers(min_value=-600, max_value=600)
-grant_spec = st.tuples(
-    st.integers(0, 2), st.integers(0, 2), st.sampled_from(SECTIONS), st.sampled_from(list(Action)),
-    minutes, st.none() | minutes, st.none() | minutes,
-)
-attempt = st.tuples(st.integers(0, 2), st.integers(0, 2), st.sampled_from(SECTIONS), st.sampled_from(list(Action)))
+grant_spec = st.tuples(st.integers(0, 2), st.integers(0, 2), st.sampled_from(PAIRS), minutes, st.none() | minutes,
+                       st.none() | minutes).map(lambda t: (t[0], t[1], *t[2], *t[3:]))
+attempt = st.tuples(st.integers(0, 2), st.integers(0, 2), st.sampled_from(PAIRS)).map(lambda t: (t[0], t[1], *t[2]))
 world = st.fixed_dictionaries({"grants": st.lists(grant_spec, max_size=12), "attempts": st.lists(attempt, min_size=1, max_size=15)})
 
 
