@@ -232,6 +232,14 @@ class AccessItemInput:
     action: str
 
 
+@strawberry.input(description="One learner's part of a contributeBatch call: stored all or nothing.")
+class LearnerBatchInput:
+    learner_id: strawberry.ID
+    badges: list[BadgeInput] | None = None
+    skills: list[SkillInput] | None = None
+    activities: list[ActivityInput] | None = None
+
+
 def as_plain(value: Any) -> Any:
     """Strawberry input -> plain dicts for pydantic (omitted optionals become None)."""
     return dataclasses.asdict(value)

@@ -587,6 +587,60 @@ async def _contribute(info: GInfo, learner_id_raw: str, section: str, items: lis
     )
 
 
+_BATCH_SECTIONS = ("badges", "skills", "activities")
+
+
+async def _contribute_batch(info: GInfo, items: list[inputs.LearnerBatchInput]) -> list[types.LearnerBatchResult]:
+    """Per learner: validate, decide, write, all or nothing (a savepoint per learner)."""
+    ctx = info.context
+    limit = ctx.settings.max_batch_size
+    total = sum(len(getattr(item, section) or []) for item in items for section in _BATCH_SECTIONS)
+    if not items or len(items) > 100:
+        raise bad_input("items must hold between 1 and 100 learners", argument="items")
+    if total > limit:
+        raise bad_input(f"the batch holds {total} entries; the limit per call is {limit}", argument="items")
+    if len({item.learner_id for item in items}) != len(items):
+        raise bad_input("a learner appears more than once; merge their entries into one item", argument="items")
+    results = []
+    for item in items:
+        def result(status: str, code: str | None = None, reason: str | None = None, errors: list[str] | None = None,
+                   sections: list[types.SectionContribution] | None = None) -> types.LearnerBatchResult:
+            return types.LearnerBatchResult(learner_id=item.learner_id, status=status, code=code, reason=reason,
+                                            errors=errors or [], sections=sections or [])
+
+        wanted = [(section, getattr(item, section)) for section in _BATCH_SECTIONS if getattr(item, section)]
+        try:
+            validated = [(section, _validate_batch(info, section, entries, section)) for section, entries in wanted]
+            learner_id = await _resolve_learner(info, item.learner_id)
+            decisions = [await _authorize(info, learner_id, section, Action.CONTRIBUTE) for section, _ in validated]
+        except GraphQLError as error:
+            extensions = error.extensions or {}
+            code = extensions.get("code")
+            details = [f"{'/'.join(map(str, e['path']))}: {e['message']}" for e in extensions.get("errors", [])]
+            results.append(result("invalid" if code == ErrorCode.BAD_USER_INPUT else "refused", code, error.message, details))
+            continue
+        reports = []
+        try:
+            async with ctx.db() as session, session.begin_nested():
+                for (section, entries), allowed in zip(validated, decisions, strict=True):
+                    report = await record_service.contribute_entries(
+                        session=session, access=allowed, section=section, learner_id=learner_id,
+                        provider_id=ctx.token.provider_id, entries=entries, now=ctx.access.now, data_keys=ctx.data_keys,
+                    )
+                    reports.append((section, report))
+        except IntegrityError:
+            results.append(result("refused", ErrorCode.CONFLICT, "a concurrent request stored some of these entries; retry"))
+            continue
+        for section, report in reports:
+            ctx.access.disclosed(learner_id, section, Action.CONTRIBUTE, report.created + report.updated)
+        results.append(result("stored", sections=[
+            types.SectionContribution(section=section, received=r.received, created=r.created, updated=r.updated,
+                                      unchanged=r.unchanged)
+            for section, r in reports
+        ]))
+    return results
+
+
 AccessRequestConnection = types.AccessRequestConnection
 
 
@@ -662,6 +716,13 @@ class Mutation:
             )
         ctx.access.disclosed(learner, section, Action.CONTRIBUTE, count)
         return types.RetractionResult(retracted=count, not_found=[s for s in wanted if s not in live])
+
+    @strawberry.mutation(
+        description="Bulk sync: badges, skills and activities for many learners in one call, with a result per "
+        "learner; each learner's part is stored all or nothing (idempotent on sourceId)."
+    )
+    async def contribute_batch(self, info: GInfo, items: list[inputs.LearnerBatchInput]) -> list[types.LearnerBatchResult] | None:
+        return await _contribute_batch(info, items)
 
     @strawberry.mutation(description="Record a batch of activities for one learner (idempotent on sourceId).")
     async def record_activities(

@@ -277,6 +277,25 @@ class ChangeConnection:
     page_info: PageInfo
 
 
+@strawberry.type
+class SectionContribution:
+    section: str
+    received: int
+    created: int
+    updated: int
+    unchanged: int
+
+
+@strawberry.type(description="What happened to one learner's part of a contributeBatch call.")
+class LearnerBatchResult:
+    learner_id: strawberry.ID
+    status: str = strawberry.field(description="stored | refused | invalid (refused and invalid store nothing for this learner)")
+    code: str | None = strawberry.field(description="The error code when not stored (CONSENT_REQUIRED, NOT_FOUND, ...).")
+    reason: str | None
+    errors: list[str]
+    sections: list[SectionContribution]
+
+
 @strawberry.type(description="What a retraction did.")
 class RetractionResult:
     retracted: int

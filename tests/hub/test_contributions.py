@@ -346,3 +346,36 @@ async def test_family_hides_and_deletes_entries_and_purge_makes_it_real(client, 
     finally:
         get_settings.cache_clear()
     assert await _count(engine, Activity) == 2  # the hidden one is kept, the deleted one is gone
+
+
+BATCH = """mutation($items: [LearnerBatchInput!]!) { contributeBatch(items: $items) {
+  learnerId status code reason errors sections { section received created updated unchanged } } }"""
+
+
+async def test_contribute_batch_is_all_or_nothing_per_learner(client, engine, setup):
+    family, provider, token = setup
+    partial = await make_family(engine, "partial@example.org")
+    stranger = await make_family(engine, "stranger@example.org")
+    await grant(engine, partial, provider, "activities", Action.CONTRIBUTE)  # no skills grant
+    items = [
+        {"learnerId": lid(setup), "activities": [activity(1), activity(2)], "skills": [skill(0, 2.0)]},
+        {"learnerId": learner_id_for(partial, provider), "activities": [activity(3)], "skills": [skill(0, 2.0)]},
+        {"learnerId": learner_id_for(stranger, provider), "activities": [activity(4)]},
+        {"learnerId": lid(setup) + "x", "activities": [{**activity(5), "timestamp": "2026-01-01T00:00:00"}]},
+    ]
+    body = (await gql(client, token, BATCH, {"items": items})).json()
+    results = body["data"]["contributeBatch"]
+    assert [(r["status"], r["code"]) for r in results] == [
+        ("stored", None), ("refused", "CONSENT_REQUIRED"), ("refused", "NOT_FOUND"), ("invalid", "BAD_USER_INPUT"),
+    ]
+    assert results[0]["sections"] == [
+        {"section": "skills", "received": 1, "created": 1, "updated": 0, "unchanged": 0},
+        {"section": "activities", "received": 2, "created": 2, "updated": 0, "unchanged": 0},
+    ]
+    assert results[3]["errors"] == ["activities/0/timestamp: Input should have timezone info"]
+    # The partly consented learner got nothing, not even the allowed activities (all or nothing).
+    async with engine.connect() as conn:
+        learners = (await conn.execute(select(Activity.learner_id))).scalars().all()
+    assert set(learners) == {family.learner_id} and len(learners) == 2
+    again = (await gql(client, token, BATCH, {"items": items[:1]})).json()["data"]["contributeBatch"][0]
+    assert [s["unchanged"] for s in again["sections"]] == [1, 2]
