@@ -6,12 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test bench schema clean help
+.PHONY: setup run test bench fuzz schema clean help
 
 help:
 	@echo "make run    - set up .venv, migrate, load demo data, serve on $${KINFOLIO_HOST:-127.0.0.1}:$${KINFOLIO_PORT:-8000}"
 	@echo "make test   - set up .venv and run the whole test suite (KINFOLIO_TEST_DATABASE_URL selects PostgreSQL)"
 	@echo "make bench  - run the benchmarks under bench/"
+	@echo "make fuzz   - Schemathesis GraphQL fuzzing against the app for ~3 minutes: no 5xx allowed"
 	@echo "make schema - regenerate schemas/kinfolio.graphql and schemas/json/*.json"
 
 $(STAMP): pyproject.toml
@@ -35,6 +36,10 @@ run: setup
 
 test: setup $(JS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+fuzz: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fuzz]'
+	$(BIN)/python -m tests.fuzz.graphql_fuzz $(FUZZ_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
