@@ -174,8 +174,10 @@ async def test_hs256_with_public_key_as_secret_is_401(client, provider, app):
         ({"iss": "https://evil.example"}, None),
         ({"exp": int(time.time()) - 3600}, None),
         ({}, {"typ": "JWT"}),
+        ({"nbf": int(time.time()) + 3600}, None),
+        ({"iat": int(time.time()) + 3600}, None),
     ],
-    ids=["wrong audience", "wrong issuer", "expired", "not at+jwt"],
+    ids=["wrong audience", "wrong issuer", "expired", "not at+jwt", "not yet valid (nbf)", "issued in the future"],
 )
 async def test_correctly_signed_but_invalid_claims_are_401(client, provider, app, engine, overrides, header):  # type: ignore[no-untyped-def]
     # Signed with the hub's own key and registered, so only the named defect can cause the 401.
