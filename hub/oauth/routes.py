@@ -128,6 +128,23 @@ async def _persist_issued(
     return issued
 
 
+async def _client_and_token(session: Any, hub: Any, endpoint: str, form: Any, headers: Any) -> Any:
+    """Authenticate the client of a revocation or introspection call and take its ``token``.
+
+    Returns ``(client, token)`` or the error response to send.
+    """
+    prefetched = await _prefetch(session, hub.auth_server, form, headers)
+    client, oauth_request = hub.auth_server.authenticate_for(endpoint, form, headers, prefetched)
+    if client is None:
+        return _oauth_error(401, "invalid_client", "client authentication failed",
+                            {"WWW-Authenticate": 'Basic realm="kinfolio"'})
+    token_value = form.get("token")
+    if not token_value:
+        return _oauth_error(400, "invalid_request", "missing 'token'")
+    oauth_service.record_assertion_jti(session, oauth_request.accepted_assertion)
+    return client, token_value
+
+
 # -- RFC 7009 revocation --------------------------------------------------------------------
 
 
@@ -139,16 +156,11 @@ async def revoke(request: Request) -> JSONResponse:
         return form
     now = utcnow()
     async with hub.sessions() as session:
-        prefetched = await _prefetch(session, hub.auth_server, form, request.headers)
-        client, oauth_request = hub.auth_server.authenticate_for("revoke", form, request.headers, prefetched)
-        if client is None:
-            # RFC 7009 §2.1: the client must authenticate (a public client identifies itself).
-            return _oauth_error(401, "invalid_client", "client authentication failed",
-                                {"WWW-Authenticate": 'Basic realm="kinfolio"'})
-        token_value = form.get("token")
-        if not token_value:
-            return _oauth_error(400, "invalid_request", "missing 'token'")
-        oauth_service.record_assertion_jti(session, oauth_request.accepted_assertion)
+        # RFC 7009 §2.1: the client must authenticate (a public client identifies itself).
+        authenticated = await _client_and_token(session, hub, "revoke", form, request.headers)
+        if isinstance(authenticated, JSONResponse):
+            return authenticated
+        client, token_value = authenticated
         # The hint only orders the search (RFC 7009 §2.1): both kinds are tried.
         refresh = await session.get(RefreshToken, digest(token_value)) if len(token_value) <= 200 else None
         if refresh is not None and refresh.client_id == client.client_id:
@@ -184,16 +196,11 @@ async def introspect(request: Request) -> JSONResponse:
         return form
     now = utcnow()
     async with hub.sessions() as session:
-        prefetched = await _prefetch(session, hub.auth_server, form, request.headers)
-        client, oauth_request = hub.auth_server.authenticate_for("introspect", form, request.headers, prefetched)
-        if client is None:
-            # RFC 7662 §2.1: the endpoint requires authorization (public clients cannot have it).
-            return _oauth_error(401, "invalid_client", "client authentication failed",
-                                {"WWW-Authenticate": 'Basic realm="kinfolio"'})
-        token_value = form.get("token")
-        if not token_value:
-            return _oauth_error(400, "invalid_request", "missing 'token'")
-        oauth_service.record_assertion_jti(session, oauth_request.accepted_assertion)
+        # RFC 7662 §2.1: the endpoint requires authorization (public clients cannot have it).
+        authenticated = await _client_and_token(session, hub, "introspect", form, request.headers)
+        if isinstance(authenticated, JSONResponse):
+            return authenticated
+        client, token_value = authenticated
         body = await _introspection(session, hub, client, token_value, now)
         await session.commit()
     return JSONResponse(body, headers=NO_STORE)
