@@ -40,7 +40,6 @@ from hub.credentials.verify import (
     parse_time,
 )
 from hub.grants.enforce import ProviderAccess
-from hub.people.models import LearnerGuardian
 
 OB2_CONTEXT = "https://w3id.org/openbadges/v2"
 SECTION = "badges"
@@ -126,11 +125,17 @@ def _ob2_issuer(doc: dict[str, Any], key_controller: str | None) -> str | None:
     return key_controller
 
 
-async def _require_guardian(session: AsyncSession, guardian_id: UUID, learner_id: UUID) -> None:
-    link = await session.execute(select(LearnerGuardian.id).where(
-        LearnerGuardian.guardian_id == guardian_id, LearnerGuardian.learner_id == learner_id))
-    if link.first() is None:
-        raise LookupError("that guardian is not a guardian of that learner")
+async def _require_guardian(session: AsyncSession, kit: CredentialKit, guardian_id: UUID, learner_id: UUID,
+                            now: datetime) -> None:
+    """The same age rules as every family action: a guardian decides only while they control the record."""
+    from hub.config import control_policy
+    from hub.grants.family import Actor, NotPermitted, require_control
+
+    try:
+        await require_control(session=session, actor=Actor.guardian(guardian_id), learner_id=learner_id, today=now,
+                              policy=control_policy(kit.settings))
+    except NotPermitted as exc:
+        raise LookupError(f"not permitted: {exc}") from None
 
 
 async def import_credential(
@@ -147,7 +152,7 @@ async def import_credential(
         access.disclosed(learner_id, SECTION, Action.CONTRIBUTE, 1)
     else:
         assert guardian_id is not None
-        await _require_guardian(session, guardian_id, learner_id)
+        await _require_guardian(session, kit, guardian_id, learner_id, now)
 
     try:
         data = raw if isinstance(raw, dict) else load_input(raw)
