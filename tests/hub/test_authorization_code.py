@@ -411,3 +411,19 @@ async def test_confidential_client_cannot_skip_authentication(client, engine, fa
                                                        "client_id": app_client.client_id})
     assert response.json()["error"] == "invalid_client"
     assert (await counts(engine))["tokens"] == 0
+
+
+async def test_sensitive_sections_are_never_pre_ticked_on_the_consent_page(client, engine):
+    import re as _re
+
+    from tests.hub.oauth_helpers import authorize_params, make_code_client, make_guardian, pkce, sign_in
+
+    await make_guardian(engine, "sensitive@example.org")
+    app_client = await make_code_client(engine, "Wellbeing Coach", scopes=["badges:read", "wellbeing:read"])
+    await sign_in(client, "sensitive@example.org")
+    _, challenge = pkce()
+    page = await client.get("/oauth/authorize", params=authorize_params(app_client, challenge, scope="badges:read wellbeing:read"))
+    assert page.status_code == 200
+    boxes = dict(_re.findall(r'<input type="checkbox" name="allow" value="([^"]+)" ?(checked)?', page.text))
+    assert boxes == {"badges:read": "checked", "wellbeing:read": ""}
+    assert "sensitive: shared only if you tick this box yourself" in page.text
