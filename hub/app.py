@@ -16,6 +16,7 @@ import hub.models  # noqa: F401  (every table on Base.metadata, for FK resolutio
 from hub.config import Settings, get_settings, key_ring, session_secret
 from hub.credentials.routes import router as credentials_router
 from hub.db import make_engine, make_sessionmaker
+from hub.family.graphql import family_router
 from hub.graphql.context import get_context
 from hub.graphql.limits import RateLimited, RateLimiter
 from hub.graphql.schema import build_schema
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(authorize_router)
     app.include_router(accounts_router)
     app.include_router(xapi_router)  # connectors: LRS-compatible push (hub/xapi/routes.py)
+    app.include_router(family_router(), prefix="/family/graphql")  # the signed-in family's own view
     app.include_router(
         GraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )

@@ -1,0 +1,1 @@
+"""The family-facing API: what a signed-in guardian may see of their own learners' records."""
