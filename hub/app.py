@@ -22,6 +22,7 @@ from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
 from hub.web.accounts import router as accounts_router
 from hub.web.authorize import router as authorize_router
+from hub.web.portal import router as portal_router
 
 
 @dataclass
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(credentials_router)
     app.include_router(authorize_router)
     app.include_router(accounts_router)
+    app.include_router(portal_router)
     app.include_router(
         GraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )

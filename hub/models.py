@@ -1,6 +1,6 @@
 """Imports every model so ``Base.metadata`` is complete (Alembic, tests)."""
 
-from hub.accounts.models import OutboxMessage, PasswordReset, RateEvent
+from hub.accounts.models import LearnerAccount, OutboxMessage, PasswordReset, RateEvent
 from hub.credentials.models import HeldCredential, IssuedCredential
 from hub.grants.models import AccessRequest, ConsentGrant, DisclosureEvent, LearnerLogHead, LearnerPseudonym
 from hub.oauth.models import AuthorizationCode, ClientAssertionJti, IssuedToken, RefreshToken
@@ -21,6 +21,7 @@ __all__ = [
     "IssuedCredential",
     "IssuedToken",
     "Learner",
+    "LearnerAccount",
     "LearnerGuardian",
     "LearnerLogHead",
     "LearnerPseudonym",
