@@ -127,7 +127,7 @@ async def family_page(
 async def provider_names(*, session: AsyncSession, ids: set[UUID]) -> dict[UUID, str]:
     if not ids:
         return {}
-    return dict((await session.execute(select(Provider.id, Provider.name).where(Provider.id.in_(ids)))).tuples())
+    return {pid: name for pid, name in await session.execute(select(Provider.id, Provider.name).where(Provider.id.in_(ids)))}
 
 
 def _monday(day: date) -> date:

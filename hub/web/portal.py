@@ -221,13 +221,13 @@ async def entry_action(request: Request, learner: str, section: str, entry_id: s
         state = str(form.get("action", ""))
         if section not in SECTION_MODELS or not entry_id.isdigit() or len(entry_id) > 18:
             return _not_found(request)
-        if state not in ("hide", "unhide", "delete"):
-            return _refusal(request, 400, "Unknown action", "Choose hide, show again or delete.", _base(access))
         back = f"{_base(access)}/sections/{section}"
         model = SECTION_MODELS[section]
         entry = await session.get(model, int(entry_id))
         if entry is None or entry.learner_id != access.learner.id or entry.deleted_at is not None:
             return _not_found(request)
+        if state not in ("hide", "unhide", "delete"):
+            return _refusal(request, 400, "Unknown action", "Choose hide, show again or delete.", back, "Back")
         title = record.entry_title(section, entry)
         if state == "delete" and form.get("confirm") != "yes":
             return _confirm(request, access, viewer, heading="Delete this entry?",
