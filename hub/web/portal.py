@@ -560,3 +560,10 @@ async def learner_sign_in_invite(request: Request, learner: str) -> Response:
         await session.commit()
     return _done(request, f"{_base(access)}/sign-in",
                  f"We sent {access.learner.given_name} an invitation to {email.strip().lower()}.")
+
+
+@router.get("/{rest:path}")
+async def unknown(request: Request, rest: str) -> Response:
+    """Any other portal address: the same HTML 'not found' page (never a bare JSON error)."""
+    del rest
+    return _not_found(request)
