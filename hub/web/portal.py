@@ -562,7 +562,7 @@ async def learner_sign_in_invite(request: Request, learner: str) -> Response:
                  f"We sent {access.learner.given_name} an invitation to {email.strip().lower()}.")
 
 
-@router.get("/{rest:path}")
+@router.api_route("/{rest:path}", methods=["GET", "POST"])
 async def unknown(request: Request, rest: str) -> Response:
     """Any other portal address: the same HTML 'not found' page (never a bare JSON error)."""
     del rest
