@@ -424,15 +424,6 @@ async def history(request: Request, learner: str, provider: str | None = None, s
 # -- export --------------------------------------------------------------------------------
 
 
-def _bundle_available() -> bool:
-    """The portability bundle (``kinfolio export``), once another issue adds it to hub.credentials."""
-    try:
-        from hub.credentials import bundle  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @router.get("/learners/{learner}/export")
 async def export_page(request: Request, learner: str) -> Response:
     async with request.app.state.hub.sessions() as session:
@@ -440,7 +431,7 @@ async def export_page(request: Request, learner: str) -> Response:
             viewer, access = await _open(request, session, learner, "view")
         except Stop as stop:
             return stop.response
-    return _show(request, "portal_export.html", viewer=viewer, access=access, bundle=_bundle_available())
+    return _show(request, "portal_export.html", viewer=viewer, access=access)
 
 
 @router.get("/learners/{learner}/export.json")
@@ -452,7 +443,8 @@ async def export_json(request: Request, learner: str) -> Response:
             return stop.response
         data = await record.export_record(session=session, learner_id=access.learner.id, now=utcnow())
     stamp = datetime.now(UTC).strftime("%Y%m%d")
-    filename = f"kinfolio-{access.learner.given_name.lower()}-{stamp}.json".encode("ascii", "ignore").decode()
+    slug = "".join(c for c in access.learner.given_name.lower() if c.isascii() and c.isalnum()) or "learner"
+    filename = f"kinfolio-{slug}-{stamp}.json"
     return Response(json.dumps(data, indent=2, ensure_ascii=False), media_type="application/json",
                     headers={**PAGE_HEADERS, "Content-Disposition": f'attachment; filename="{filename}"'})
 
