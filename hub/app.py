@@ -27,6 +27,7 @@ from hub.records.crypto import KeyRing
 from hub.web.accounts import router as accounts_router
 from hub.web.authorize import router as authorize_router
 from hub.xapi.routes import router as xapi_router
+from hub.web.portal import router as portal_router
 
 
 @dataclass
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(accounts_router)
     app.include_router(xapi_router)  # connectors: LRS-compatible push (hub/xapi/routes.py)
     app.include_router(family_router(), prefix="/family/graphql")  # the signed-in family's own view
+    app.include_router(portal_router)
     app.include_router(
         GraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )

@@ -217,6 +217,35 @@ def learner_delete(
     typer.echo(f"deleted learner {learner_id}; their data key is destroyed")
 
 
+@learner_app.command("invite")
+def learner_invite(
+    learner: Annotated[str, typer.Option(help="Learner id.")],
+    email: Annotated[str, typer.Option(help="The learner's own email address.")],
+) -> None:
+    """Give a learner (13+) their own sign-in: prints the single-use link (also queued in the outbox)."""
+    from consent.control import control_of
+    from hub.accounts.service import LearnerAccountRefused, invite_learner
+    from hub.people.models import Learner
+    from hub.web.portal import LEARNER_INVITE_TTL_SECONDS
+
+    learner_id = _parse_uuid(learner, "learner")
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> str:
+        row = await session.get(Learner, learner_id)
+        if row is None:
+            raise LookupError(f"no learner {learner_id}")
+        now = datetime.now(UTC)
+        sees = control_of(row.date_of_birth, now.date(), control_policy(settings)).learner_sees_record
+        try:
+            return await invite_learner(session=session, learner_id=learner_id, email=email, base_url=settings.issuer,
+                                        now=now, ttl_seconds=LEARNER_INVITE_TTL_SECONDS, may_sign_in=sees)
+        except LearnerAccountRefused as exc:
+            raise ValueError(str(exc)) from None
+
+    typer.echo(_in_transaction(work))
+
+
 # -- providers -------------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """Imports every model so ``Base.metadata`` is complete (Alembic, tests)."""
 
 from connectors.models import ConnectorDeadLetter, ConnectorInstance, ConnectorRun
-from hub.accounts.models import OutboxMessage, PasswordReset, RateEvent
+from hub.accounts.models import LearnerAccount, OutboxMessage, PasswordReset, RateEvent
 from hub.credentials.models import HeldCredential, IssuedCredential
 from hub.grants.models import AccessRequest, ConsentGrant, DisclosureEvent, LearnerLogHead, LearnerPseudonym
 from hub.links.models import LearnerLink
@@ -26,6 +26,7 @@ __all__ = [
     "IssuedCredential",
     "IssuedToken",
     "Learner",
+    "LearnerAccount",
     "LearnerDataKey",
     "LearnerGuardian",
     "LearnerLogHead",

@@ -14,7 +14,9 @@ import pytest
 
 PSEUDONYM_KEY = bytes(range(32))  # = tests.conftest.PSEUDONYM_KEY (no circular import)
 
-PORTS = range(8100, 8150)
+# KINFOLIO_TEST_PORTS=8300-8349 moves the servers tests start when several runs share a machine.
+_LOW, _, _HIGH = os.environ.get("KINFOLIO_TEST_PORTS", "8100-8149").partition("-")
+PORTS = range(int(_LOW), int(_HIGH) + 1)
 
 
 def _free_port() -> int:
@@ -25,7 +27,7 @@ def _free_port() -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 8100-8149")
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 @pytest.fixture(scope="session")

@@ -51,3 +51,24 @@ class OutboxMessage(Base):
     body: Mapped[str] = mapped_column(Text())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LearnerAccount(Base):
+    """A learner's own sign-in (13+: their record and disclosure log; 18+: their sharing page too).
+
+    Created by a guardian with an invitation link (only the SHA-256 digest of the link's token is
+    stored); the learner chooses the password, so no guardian ever knows it. Emails are unique
+    across guardians and learner accounts (one sign-in form for both).
+
+    .. pii: the learner's email address. Retention: until the learner's record is deleted.
+    """
+
+    __tablename__ = "learner_account"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    learner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("learner.id", ondelete="CASCADE"), unique=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    invite_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    invite_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

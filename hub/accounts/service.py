@@ -18,7 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.accounts.models import OutboxMessage, PasswordReset, RateEvent
+from hub.accounts.models import LearnerAccount, OutboxMessage, PasswordReset, RateEvent
 from hub.people.models import Guardian, Learner, LearnerGuardian
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ async def sign_up(*, session: AsyncSession, email: str, display_name: str, passw
     password_hash = hash_password(password)
     if not display_name.strip():
         raise SignUpRefused("enter your name")
+    if await _learner_account_by_email(session, email) is not None:
+        raise SignUpRefused("an account with this email already exists; sign in or reset the password")
     try:
         guardian = await create_guardian(session=session, email=email, display_name=display_name)
     except AlreadyExists:
@@ -109,6 +111,8 @@ async def sign_up(*, session: AsyncSession, email: str, display_name: str, passw
 class SignInResult:
     guardian: Guardian | None
     throttled: bool = False
+    # A learner's own sign-in (13+), when the email belongs to a learner account instead.
+    learner_account: LearnerAccount | None = None
 
 
 async def sign_in(
@@ -121,17 +125,21 @@ async def sign_in(
     if await count_events(session=session, bucket=LOGIN_BUCKET, key=key, since=since) >= max_failures:
         return SignInResult(None, throttled=True)
     guardian = (await session.execute(select(Guardian).where(Guardian.email == key))).scalar_one_or_none()
+    # Emails are unique across guardians and learner accounts: at most one of the two matches.
+    account: Guardian | LearnerAccount | None = guardian or await _learner_account_by_email(session, key)
     ok = False
     try:
-        ok = _hasher.verify(guardian.password_hash if guardian and guardian.password_hash else _DUMMY_HASH, password)
+        ok = _hasher.verify(account.password_hash if account and account.password_hash else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         ok = False
-    if not ok or guardian is None or guardian.password_hash is None:
+    if not ok or account is None or account.password_hash is None:
         await record_event(session=session, bucket=LOGIN_BUCKET, key=key, now=now)
         return SignInResult(None)
-    if _hasher.check_needs_rehash(guardian.password_hash):
-        guardian.password_hash = _hasher.hash(password)
+    if _hasher.check_needs_rehash(account.password_hash):
+        account.password_hash = _hasher.hash(password)
     await session.execute(delete(RateEvent).where(RateEvent.bucket == LOGIN_BUCKET, RateEvent.key == key))
+    if isinstance(account, LearnerAccount):
+        return SignInResult(None, learner_account=account)
     return SignInResult(guardian)
 
 
@@ -199,3 +207,81 @@ async def learners_of(*, session: AsyncSession, guardian_id: UUID) -> list[Learn
         .order_by(Learner.given_name, Learner.id)
     )
     return list(rows.scalars())
+
+
+# -- learner accounts (13+) ----------------------------------------------------------------
+
+
+class LearnerAccountRefused(ValueError):
+    pass
+
+
+async def _learner_account_by_email(session: AsyncSession, email: str) -> LearnerAccount | None:
+    return (await session.execute(
+        select(LearnerAccount).where(LearnerAccount.email == email.strip().lower()[:320])
+    )).scalar_one_or_none()
+
+
+async def learner_account_of(*, session: AsyncSession, learner_id: UUID) -> LearnerAccount | None:
+    return (await session.execute(select(LearnerAccount).where(LearnerAccount.learner_id == learner_id))).scalar_one_or_none()
+
+
+async def invite_learner(
+    *, session: AsyncSession, learner_id: UUID, email: str, base_url: str, now: datetime, ttl_seconds: int,
+    may_sign_in: bool,
+) -> str:
+    """Create (or re-invite) a learner's own account; returns the single-use invitation link.
+
+    ``may_sign_in`` is the age rule (``consent.control``: the learner sees the record from 13),
+    decided by the caller. The link goes to the outbox (and the log) like a password reset.
+    """
+    if not may_sign_in:
+        raise LearnerAccountRefused("the learner is too young for their own sign-in")
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320:
+        raise LearnerAccountRefused(f"{email!r} is not an email address")
+    other = await _learner_account_by_email(session, email)
+    taken_by_guardian = (await session.execute(select(Guardian.id).where(Guardian.email == email))).first()
+    account = await learner_account_of(session=session, learner_id=learner_id)
+    if taken_by_guardian or (other is not None and other.learner_id != learner_id):
+        raise LearnerAccountRefused("this email already has a Kinfolio account; use another address")
+    token = secrets.token_urlsafe(32)
+    if account is None:
+        account = LearnerAccount(learner_id=learner_id, email=email, created_at=now)
+        session.add(account)
+    account.email = email
+    account.invite_token_hash = _digest(token)
+    account.invite_expires_at = now + timedelta(seconds=ttl_seconds)
+    link = f"{base_url.rstrip('/')}/account/learner-invite/{token}"
+    body = (
+        "Hello,\n\nYour family has set up your own sign-in to see your Kinfolio learner record.\n"
+        f"Open this link within {ttl_seconds // 3600} hours to choose your password:\n\n{link}\n"
+    )
+    session.add(OutboxMessage(to_address=email, subject="Your Kinfolio sign-in", body=body, created_at=now))
+    log.info("outbox: learner invitation to %s: %s", email, link)
+    await session.flush()
+    return link
+
+
+async def learner_invite(*, session: AsyncSession, token: str, now: datetime) -> LearnerAccount | None:
+    if not token or len(token) > 100:
+        return None
+    account = (await session.execute(
+        select(LearnerAccount).where(LearnerAccount.invite_token_hash == _digest(token))
+    )).scalar_one_or_none()
+    if account is None or account.invite_expires_at is None or account.invite_expires_at <= now:
+        return None
+    return account
+
+
+async def accept_learner_invite(*, session: AsyncSession, token: str, password: str, now: datetime) -> LearnerAccount | None:
+    """The learner chooses a password; the link is used up. Raises WeakPassword."""
+    account = await learner_invite(session=session, token=token, now=now)
+    if account is None:
+        return None
+    account.password_hash = hash_password(password)
+    account.invite_token_hash = None
+    account.invite_expires_at = None
+    await session.execute(delete(RateEvent).where(RateEvent.bucket == LOGIN_BUCKET, RateEvent.key == account.email))
+    await session.flush()
+    return account

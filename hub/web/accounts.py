@@ -9,7 +9,9 @@ from fastapi.responses import RedirectResponse, Response
 
 from hub.accounts import service as accounts
 from hub.db import utcnow
-from hub.web.session import csrf_ok, current_guardian, page, sign_in_session
+from hub.web.session import (
+    csrf_ok, current_guardian, current_learner_account, page, sign_in_learner_session, sign_in_session,
+)
 
 router = APIRouter(prefix="/account", tags=["accounts"], include_in_schema=False)
 
@@ -19,7 +21,9 @@ def safe_next(value: str | None) -> str:
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/account"
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not (parts.path == "/account" or parts.path.startswith(("/account/", "/oauth/authorize"))):
+    if parts.scheme or parts.netloc or not (
+        parts.path in ("/account", "/family") or parts.path.startswith(("/account/", "/family/", "/oauth/authorize"))
+    ):
         return "/account"
     return value
 
@@ -51,6 +55,10 @@ async def login(request: Request) -> Response:
     if result.throttled:
         return page(request, "login.html", 429, next=target, email=email,
                     error="Too many failed attempts. Wait a few minutes, or reset your password.")
+    if result.learner_account is not None:
+        # A learner's own sign-in sees only their portal pages (never the consent page for apps).
+        sign_in_learner_session(request, result.learner_account)
+        return RedirectResponse(target if target.startswith("/family") else "/family", status_code=303)
     if result.guardian is None:
         return page(request, "login.html", 401, next=target, email=email, error="That email and password do not match.")
     sign_in_session(request, result.guardian)
@@ -92,6 +100,8 @@ async def home(request: Request) -> Response:
     async with request.app.state.hub.sessions() as session:
         guardian = await current_guardian(request, session)
         if guardian is None:
+            if await current_learner_account(request, session) is not None:
+                return RedirectResponse("/family", status_code=303)
             return RedirectResponse("/account/login", status_code=303)
         learners = await accounts.learners_of(session=session, guardian_id=guardian.id)
     return page(request, "account.html", guardian=guardian, learners=learners)
@@ -150,3 +160,37 @@ async def reset(request: Request, token: str) -> Response:
     request.session.clear()
     return page(request, "message.html", heading="Password changed", message="Your password has been changed.",
                 link="/account/login", link_text="Sign in")
+
+
+_INVITE_EXPIRED = {"heading": "Link expired", "message": "This invitation link is invalid, used or expired. Ask your family for a new one.",
+                   "link": "/account/login", "link_text": "Sign in"}
+
+
+@router.get("/learner-invite/{token}")
+async def learner_invite_form(request: Request, token: str) -> Response:
+    async with request.app.state.hub.sessions() as session:
+        account = await accounts.learner_invite(session=session, token=token, now=utcnow())
+    if account is None:
+        return page(request, "message.html", 400, **_INVITE_EXPIRED)
+    return page(request, "learner_invite.html", token=token, email=account.email)
+
+
+@router.post("/learner-invite/{token}")
+async def learner_invite_accept(request: Request, token: str) -> Response:
+    form = await request.form()
+    if not csrf_ok(request, form):
+        return _csrf_refused(request)
+    async with request.app.state.hub.sessions() as session:
+        try:
+            account = await accounts.accept_learner_invite(
+                session=session, token=token, password=str(form.get("password", ""))[:1024], now=utcnow()
+            )
+        except accounts.WeakPassword as exc:
+            pending = await accounts.learner_invite(session=session, token=token, now=utcnow())
+            return page(request, "learner_invite.html", 400, token=token, email=pending.email if pending else "",
+                        error=str(exc))
+        if account is None:
+            return page(request, "message.html", 400, **_INVITE_EXPIRED)
+        await session.commit()
+    sign_in_learner_session(request, account)
+    return RedirectResponse("/family", status_code=303)

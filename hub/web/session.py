@@ -19,6 +19,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.accounts.models import LearnerAccount
 from hub.accounts.service import session_version
 from hub.people.models import Guardian
 
@@ -53,6 +54,30 @@ def sign_in_session(request: Request, guardian: Guardian) -> None:
     request.session["gid"] = str(guardian.id)
     request.session["sv"] = session_version(guardian.password_hash)
     request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def sign_in_learner_session(request: Request, account: LearnerAccount) -> None:
+    """A learner's own session (13+): the same cookie, keyed by the learner account instead."""
+    request.session.clear()
+    request.session["lid"] = str(account.id)
+    request.session["sv"] = session_version(account.password_hash)
+    request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+async def current_learner_account(request: Request, session: AsyncSession) -> LearnerAccount | None:
+    lid = request.session.get("lid")
+    if not lid:
+        return None
+    try:
+        account = await session.get(LearnerAccount, UUID(lid))
+    except ValueError:
+        account = None
+    if account is None or account.password_hash is None or not hmac.compare_digest(
+        str(request.session.get("sv", "")), session_version(account.password_hash)
+    ):
+        request.session.clear()
+        return None
+    return account
 
 
 async def current_guardian(request: Request, session: AsyncSession) -> Guardian | None:

@@ -118,3 +118,19 @@ def test_code_flow_clients_and_key_rotation(kinfolio, tmp_path):  # type: ignore
     first = kinfolio("keys", "rotate").output
     assert first.startswith("signing with ") and "retiring" in first
     assert (tmp_path / "jwt-signing-keyring.json").exists()
+
+
+def test_learner_invite_only_from_the_learner_view_age(kinfolio):  # type: ignore[no-untyped-def]
+    from tests.portal_helpers import years_ago
+
+    kinfolio("guardian", "create", "--email", "pat@example.org", "--name", "Pat")
+    teen = kinfolio("learner", "create", "--given-name", "Ria", "--family-name", "Moss", "--dob",
+                    years_ago(18).isoformat(), "--guardian", "pat@example.org").output.strip()
+    child = kinfolio("learner", "create", "--given-name", "Bo", "--family-name", "Moss", "--dob",
+                     years_ago(9).isoformat(), "--guardian", "pat@example.org").output.strip()
+    link = kinfolio("learner", "invite", "--learner", teen, "--email", "ria@example.org").output.strip()
+    assert link.startswith("http") and "/account/learner-invite/" in link
+    refused = kinfolio("learner", "invite", "--learner", child, "--email", "bo@example.org", ok=False)
+    assert refused.exit_code == 2 and "too young" in refused.output
+    taken = kinfolio("learner", "invite", "--learner", child, "--email", "pat@example.org", ok=False)
+    assert taken.exit_code == 2
