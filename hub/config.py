@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     graphql_max_aliases: int = Field(default=15, ge=1, le=200)
     graphql_max_tokens: int = Field(default=100_000, ge=100)
 
+    # BENCHMARK ONLY (issue 9, "consent overhead"): when true, ProviderAccess skips the grants
+    # query, consent.decide and the disclosure-log row, so `make bench` can measure what they
+    # cost. Refused below when environment is production; never set it anywhere else.
+    benchmark_bypass_consent: bool = False
+
     @field_validator("pseudonym_key_hex")
     @classmethod
     def _hex(cls, value: str | None) -> str | None:
@@ -69,6 +74,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_explicit_secrets(self) -> Settings:
         if self.environment == "production":
+            if self.benchmark_bypass_consent:
+                raise ValueError("KINFOLIO_BENCHMARK_BYPASS_CONSENT is a benchmark-only switch and is refused in production")
             if not (self.signing_key_pem or self.signing_key_file):
                 raise ValueError("production requires KINFOLIO_SIGNING_KEY_PEM or KINFOLIO_SIGNING_KEY_FILE")
             if not self.database_url:

@@ -18,6 +18,10 @@ from hub.grants.service import grants_between, resolve_pseudonym
 from hub.oauth.bearer import TokenContext
 
 
+# BENCHMARK ONLY (issue 9): the stand-in decision when Settings.benchmark_bypass_consent is on.
+BENCHMARK_BYPASS = Allowed(UUID(int=0))
+
+
 class LearnerNotFound(Exception):
     """No such learner *for this provider*: also raised when the provider holds no live grant."""
 
@@ -31,10 +35,14 @@ class AccessDenied(Exception):
 
 
 class ProviderAccess:
-    def __init__(self, *, session: AsyncSession, token: TokenContext, now: datetime) -> None:
+    def __init__(
+        self, *, session: AsyncSession, token: TokenContext, now: datetime, bypass_consent: bool = False
+    ) -> None:
         self._session = session
         self._token = token
         self.now = now
+        # BENCHMARK ONLY (issue 9): Settings.benchmark_bypass_consent, refused in production.
+        self._bypass_consent = bypass_consent
         self._grants: dict[UUID, list[GrantView]] = {}
         self._resolved: dict[str, UUID] = {}
 
@@ -50,6 +58,8 @@ class ProviderAccess:
         return self._grants[learner_id]
 
     async def require_visible(self, learner_id: UUID) -> None:
+        if self._bypass_consent:  # BENCHMARK ONLY (issue 9)
+            return
         if not has_live_grant(await self._grants_for(learner_id), self.now):
             raise LearnerNotFound(learner_id)
 
@@ -74,6 +84,8 @@ class ProviderAccess:
 
         ``entry_count`` is how many entries a contribution carries (known before the decision).
         """
+        if self._bypass_consent:  # BENCHMARK ONLY (issue 9): no grants query, no decision, no log row
+            return BENCHMARK_BYPASS
         await self.require_visible(learner_id)
         decision = decide(
             provider_id=self.provider_id,

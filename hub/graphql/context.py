@@ -59,6 +59,8 @@ async def get_context(request: Request) -> AsyncIterator[Context]:
         yield Context(
             settings=hub.settings,
             token=token,
-            access=ProviderAccess(session=session, token=token, now=utcnow()),
+            access=ProviderAccess(
+                session=session, token=token, now=utcnow(), bypass_consent=hub.settings.benchmark_bypass_consent
+            ),
             _session=session,
         )
