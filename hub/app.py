@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import orjson
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.fastapi import GraphQLRouter
@@ -18,6 +19,19 @@ from hub.graphql.schema import build_schema
 from hub.oauth.keys import SigningKeys, load_signing_keys
 from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
+
+
+class JSONGraphQLRouter(GraphQLRouter):
+    """GraphQL over HTTP with orjson: a 1,000-entry batch request or a 50-row page encodes and
+    parses several times faster than with the standard library (BENCHMARKS.md).
+    ``orjson.JSONDecodeError`` subclasses ``json.JSONDecodeError``, so bad bodies are refused
+    exactly as before."""
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)
 
 
 @dataclass
@@ -51,7 +65,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
     app.include_router(oauth_router)
     app.include_router(
-        GraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
+        JSONGraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )
 
     @app.get("/healthz", tags=["ops"])

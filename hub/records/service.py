@@ -213,7 +213,9 @@ async def list_entries(
     del access
     model = SECTION_MODELS[section]
     at_col = _ORDER_COLUMN[section]
-    query = select(model).where(model.learner_id == learner_id)
+    # Plain rows, not ORM entities: a page is read-only, and identity-map bookkeeping per row
+    # was a visible cost of the profile read (BENCHMARKS.md). Rows answer the same attributes.
+    query = select(*model.__table__.c).where(model.learner_id == learner_id)
     if after is not None:
         cursor_at, cursor_id = decode_cursor(after)
         query = query.where(or_(at_col < cursor_at, and_(at_col == cursor_at, model.id < cursor_id)))
@@ -226,7 +228,11 @@ async def list_entries(
     if skill_key is not None and model is SkillAssessment:
         query = query.where(SkillAssessment.skill_key == skill_key)
     query = query.order_by(at_col.desc(), model.id.desc()).limit(first + 1)
-    rows = list((await session.execute(query)).scalars())
+    # The request's pending disclosure-log rows need not be flushed before reading entries:
+    # without this, every section read flushed one INSERT of its own (fan-out: 3 per learner);
+    # they are written together at commit instead.
+    with session.no_autoflush:
+        rows = list(await session.execute(query))
     has_next = len(rows) > first
     rows = rows[:first]
     end_cursor = encode_cursor(getattr(rows[-1], at_col.key), rows[-1].id) if rows else None
