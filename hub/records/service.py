@@ -218,7 +218,12 @@ async def list_entries(
     query = select(*model.__table__.c).where(model.learner_id == learner_id)
     if after is not None:
         cursor_at, cursor_id = decode_cursor(after)
-        query = query.where(or_(at_col < cursor_at, and_(at_col == cursor_at, model.id < cursor_id)))
+        # The redundant `at <= cursor_at` bounds the index range scan; without it SQLite walked
+        # the (learner_id, time, id) index from the newest entry to the cursor, so a page 200,000
+        # entries deep cost 4x the first page (BENCHMARKS.md, growth).
+        query = query.where(
+            at_col <= cursor_at, or_(at_col < cursor_at, and_(at_col == cursor_at, model.id < cursor_id))
+        )
     if since is not None:
         query = query.where(at_col >= since)
     if until is not None:
