@@ -164,7 +164,10 @@ async def contribute_entries(
         else:
             unchanged += 1
     if inserts:
-        await session.execute(insert(model), inserts)
+        # A Core INSERT on the table (not the ORM entity): the driver's executemany with one
+        # small prepared statement. The ORM-enabled form rendered one INSERT with 1,000 VALUES
+        # tuples (19,000 parameters) on asyncpg, which cost PostgreSQL ingest 4-5x (BENCHMARKS.md).
+        await session.execute(insert(model.__table__), inserts)
     if updates:
         await session.execute(update(model), updates)  # ORM bulk UPDATE by primary key
     return ContributionReport(received=len(entries), created=len(inserts), updated=len(updates), unchanged=unchanged)
