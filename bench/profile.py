@@ -25,13 +25,15 @@ from hub.generate import Manifest
 
 async def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["read", "ingest", "fanout"])
+    p.add_argument("what", choices=["read", "ingest", "fanout", "minimal", "lean"],
+                   help="read: the profile read; minimal: learner(id) { id }; lean: 50 activities, 2 fields each")
     p.add_argument("--database", default="sqlite")
     p.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/kinfolio_bench")
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--html")
     p.add_argument("--bypass", action="store_true")
     p.add_argument("--flat", action="store_true", help="also list functions by own time")
+    p.add_argument("--cpu", action="store_true", help="no profiler: report CPU and wall time per request")
     args = p.parse_args()
     work = ROOT / "data" / "bench"
     if args.database == "sqlite":
@@ -50,6 +52,11 @@ async def main() -> None:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         if args.what == "read":
             bodies = [graphql_body(suite.PROFILE_QUERY, {"id": l}) for l in manifest.sample_learners[8:]]
+        elif args.what == "minimal":
+            bodies = [graphql_body("query($id: ID!) { learner(id: $id) { id } }", {"id": l}) for l in manifest.sample_learners[8:]]
+        elif args.what == "lean":
+            bodies = [graphql_body("query($id: ID!) { learner(id: $id) { activities(first: 50) { nodes { id timestamp } } } }",
+                                   {"id": l}) for l in manifest.sample_learners[8:]]
         elif args.what == "fanout":
             bodies = [graphql_body(suite.FANOUT_QUERY)]
         else:
@@ -59,14 +66,29 @@ async def main() -> None:
                       for i in range(args.n)]
         for body in bodies[:3]:  # warm-up
             await http.post("/graphql", content=body, headers=headers)
+        first = 3 if args.what == "ingest" else 0
+
+        async def run() -> None:
+            for i in range(first, args.n):
+                r = await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
+                assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
+
+        if args.cpu:
+            # Process CPU time per request (server side and the in-process client together):
+            # unlike wall time it hardly depends on what else runs on the machine.
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            await run()
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            n = args.n - first
+            print(f"{n} {args.what} requests on {args.database}: {cpu / n * 1000:.2f} ms CPU, {wall / n * 1000:.2f} ms wall each "
+                  f"(in-process, not profiled; database server CPU not included)")
+            return
         from pyinstrument import Profiler
 
         profiler = Profiler(async_mode="enabled", interval=0.0005)
         started = time.perf_counter()
         with profiler:
-            for i in range(3 if args.what == "ingest" else 0, args.n):
-                r = await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
-                assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
+            await run()
         elapsed = time.perf_counter() - started
     print(f"{args.n} {args.what} requests: {elapsed / args.n * 1000:.2f} ms each (in-process, profiled)")
     if args.html:
