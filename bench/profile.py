@@ -34,6 +34,7 @@ async def main() -> None:
     p.add_argument("--bypass", action="store_true")
     p.add_argument("--flat", action="store_true", help="also list functions by own time")
     p.add_argument("--cpu", action="store_true", help="no profiler: report CPU and wall time per request")
+    p.add_argument("--statements", action="store_true", help="no profiler: time every SQL statement")
     args = p.parse_args()
     work = ROOT / "data" / "bench"
     if args.database == "sqlite":
@@ -73,6 +74,34 @@ async def main() -> None:
                 r = await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
                 assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
 
+        if args.statements:
+            # Time every SQL statement of the measured requests (cursor events on the app's engine).
+            import collections
+
+            from sqlalchemy import event
+
+            engine = app.state.hub.engine
+            spent: dict[str, float] = collections.defaultdict(float)
+            count: collections.Counter[str] = collections.Counter()
+            started_at: dict[int, float] = {}
+
+            def before(_c, _cur, _stmt, _p, context, _many):  # type: ignore[no-untyped-def]
+                started_at[id(context)] = time.perf_counter()
+
+            def after(_c, _cur, stmt, _p, context, many):  # type: ignore[no-untyped-def]
+                key = " ".join(stmt.split())[:70] + (" [executemany]" if many else "")
+                spent[key] += time.perf_counter() - started_at.pop(id(context))
+                count[key] += 1
+
+            event.listen(engine.sync_engine, "before_cursor_execute", before)
+            event.listen(engine.sync_engine, "after_cursor_execute", after)
+            wall0 = time.perf_counter()
+            await run()
+            n = args.n - first
+            print(f"{n} {args.what} requests on {args.database}: {(time.perf_counter() - wall0) / n * 1000:.1f} ms wall each")
+            for key, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+                print(f"{seconds / n * 1000:9.2f} ms/request  x{count[key] / n:g}  {key}")
+            return
         if args.cpu:
             # Process CPU time per request (server side and the in-process client together):
             # unlike wall time it hardly depends on what else runs on the machine.
