@@ -92,3 +92,64 @@ async def test_generated_data_is_served_through_the_api(engine, database_url, cl
 
     with pytest.raises(ValueError, match="already holds generated data"):
         await generate(engine, database_url, plan, PSEUDONYM_KEY)
+
+
+async def test_generator_is_reproducible_from_its_seed(tmp_path) -> None:
+    from hub import migrate
+    from hub.db import make_engine
+
+    manifests = []
+    for run in ("a", "b"):
+        url = f"sqlite+aiosqlite:///{tmp_path / f'{run}.db'}"
+        scratch = make_engine(url)
+        try:
+            await migrate.upgrade(scratch)
+            plan = Plan(learners=4, activities_per_learner=30, seed=11, as_of=datetime(2026, 3, 1, tzinfo=UTC))
+            manifests.append(await generate(scratch, url, plan, PSEUDONYM_KEY))
+            async with scratch.connect() as conn:
+                stamps = [r[0] for r in await conn.execute(select(Activity.timestamp).order_by(Activity.id))]
+            manifests[-1].seconds = 0.0
+            manifests[-1].stamps = stamps  # type: ignore[attr-defined]
+        finally:
+            await scratch.dispose()
+    assert manifests[0] == manifests[1]
+    assert manifests[0].stamps == manifests[1].stamps  # type: ignore[attr-defined]
+    assert all(t <= datetime(2026, 3, 1, tzinfo=UTC) for t in manifests[0].stamps)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-01-01T00:00:00Z", "2026-01-01T10:00:00.5+05:30", "2026-03-01T00:00:00.123456-02:00",
+     "2026-03-01T00:00:00+00:00", "20260301T101010Z", "2026-03-01T10:10Z", "2026-03-01"],
+)
+def test_datetime_input_parses_exactly_as_strawberry_did(value: str) -> None:
+    import dateutil.parser
+
+    from hub.graphql.schema import _parse_datetime
+
+    ours, theirs = _parse_datetime(value), dateutil.parser.isoparse(value)
+    assert ours == theirs and ours.utcoffset() == theirs.utcoffset()
+
+
+async def test_keyset_pages_walk_equal_timestamps_without_gaps_or_repeats(engine, client) -> None:
+    from tests.factories import RECORD_ACTIVITIES, activity, grant, learner_id_for, make_family, make_provider
+
+    family = await make_family(engine, "ties@example.org")
+    provider = await make_provider(engine, "Ties", ["activities:read", "activities:contribute"])
+    await grant(engine, family, provider, "activities", Action.READ)
+    await grant(engine, family, provider, "activities", Action.CONTRIBUTE)
+    token = await get_token(client, provider)
+    learner = learner_id_for(family, provider)
+    same = datetime(2026, 2, 2, tzinfo=UTC)
+    items = [activity(n) | {"timestamp": (same if n % 2 else datetime(2026, 2, 1, tzinfo=UTC)).isoformat()} for n in range(9)]
+    assert (await gql(client, token, RECORD_ACTIVITIES, {"learner": learner, "items": items})).status_code == 200
+    page_query = """query($id: ID!, $after: String) { learner(id: $id) { activities(first: 2, after: $after) {
+        nodes { sourceId timestamp } pageInfo { hasNextPage endCursor } } } }"""
+    seen, after = [], None
+    while True:
+        page = (await gql(client, token, page_query, {"id": learner, "after": after})).json()["data"]["learner"]["activities"]
+        seen += [n["sourceId"] for n in page["nodes"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert sorted(seen) == sorted(i["sourceId"] for i in items) and len(seen) == len(set(seen)) == 9
