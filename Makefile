@@ -41,7 +41,15 @@ fuzz: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fuzz]'
 	$(BIN)/python -m tests.fuzz.graphql_fuzz $(FUZZ_ARGS)
 
-bench: setup
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+# Every benchmark on SQLite and (when reachable) PostgreSQL; sizes via BENCH_ARGS, e.g.
+# make bench BENCH_ARGS="--learners 50000 --activities-per-learner 200 --heavy-learner-activities 2000000"
+bench: setup $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 schema: setup

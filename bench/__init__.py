@@ -1,0 +1,1 @@
+"""``make bench``: reproducible benchmarks of the hub (issue 9). See BENCHMARKS.md."""

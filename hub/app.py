@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.middleware.sessions import SessionMiddleware
@@ -28,6 +29,19 @@ from hub.web.accounts import router as accounts_router
 from hub.web.authorize import router as authorize_router
 from hub.xapi.routes import router as xapi_router
 from hub.web.portal import router as portal_router
+
+
+class JSONGraphQLRouter(GraphQLRouter):
+    """GraphQL over HTTP with orjson: a 1,000-entry batch request or a 50-row page encodes and
+    parses several times faster than with the standard library (BENCHMARKS.md).
+    ``orjson.JSONDecodeError`` subclasses ``json.JSONDecodeError``, so bad bodies are refused
+    exactly as before."""
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)
 
 
 @dataclass
@@ -97,7 +111,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(family_router(), prefix="/family/graphql")  # the signed-in family's own view
     app.include_router(portal_router)
     app.include_router(
-        GraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
+        JSONGraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )
 
     @app.get("/healthz", tags=["ops"])

@@ -754,6 +754,59 @@ def _print_try_it(issuer: str, client: Any) -> None:
     )
 
 
+@app.command("generate")
+def generate(
+    learners: Annotated[int, typer.Option(min=1, max=10_000_000, help="Ordinary learners.")],
+    activities_per_learner: Annotated[int, typer.Option(min=0, max=10_000_000)] = 200,
+    seed: Annotated[int, typer.Option(help="Same seed (and --as-of), same data.")] = 1,
+    as_of: Annotated[str | None, typer.Option(help="YYYY-MM-DD the data is dated up to (default: today).")] = None,
+    heavy_learner_activities: Annotated[int, typer.Option(min=0, help="Add one learner with this many activities.")] = 0,
+    light_learner_activities: Annotated[int, typer.Option(min=0, help="Add one learner with this many (needs a heavy one).")] = 0,
+    jobs: Annotated[int, typer.Option(min=1, max=16, help="Parallel writers (PostgreSQL only).")] = 2,
+    manifest: Annotated[Path | None, typer.Option(help="Write credentials and sample pairwise ids here (JSON, mode 600).")] = None,
+) -> None:
+    """Bulk-load realistic synthetic records into an empty, migrated database (benchmarks, load tests)."""
+    import os
+
+    from hub.generate import Plan
+    from hub.generate import generate as run_generate
+
+    settings = get_settings()
+    if settings.environment == "production":
+        _fail("refusing to generate synthetic data with KINFOLIO_ENVIRONMENT=production")
+    try:
+        anchor = datetime.combine(date.fromisoformat(as_of), datetime.min.time(), UTC) if as_of else None
+    except ValueError:
+        _fail("--as-of must be a date as YYYY-MM-DD")
+        raise
+    plan = Plan(learners=learners, activities_per_learner=activities_per_learner, seed=seed, as_of=anchor,
+                heavy_learner_activities=heavy_learner_activities, light_learner_activities=light_learner_activities,
+                jobs=jobs)
+    url = settings.resolved_database_url
+
+    async def run() -> Any:
+        engine = make_engine(url)
+        try:
+            return await run_generate(engine, url, plan, pseudonym_key(settings))
+        finally:
+            await engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except ValueError as exc:
+        _fail(str(exc))
+        raise
+    if manifest is not None:
+        fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(result.to_json())
+    typer.echo(
+        f"generated {result.learners} learners, {result.activities} activities, {result.skills} skill assessments, "
+        f"{result.badges} badges, {result.grants} grants in {result.seconds} s"
+        f" ({result.activities / max(result.seconds, 0.001):,.0f} activities/s)"
+    )
+
+
 @app.command("serve")
 def serve(workers: Annotated[int, typer.Option(min=1, max=64)] = 1) -> None:
     """Serve the hub with uvicorn on KINFOLIO_HOST:KINFOLIO_PORT."""

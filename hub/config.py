@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=6000, ge=1)
     rate_limit_burst: int = Field(default=200, ge=1)
 
+    # BENCHMARK ONLY (issue 9, "consent overhead"): when true, ProviderAccess skips the grants
+    # query, consent.decide and the disclosure-log row, so `make bench` can measure what they
+    # cost. Refused below when environment is production; never set it anywhere else.
+    benchmark_bypass_consent: bool = False
+
     # Connectors (connectors/README.md): run due `kinfolio sync schedule`s inside the hub process.
     embedded_worker: bool = False
     worker_poll_seconds: float = Field(default=30.0, ge=0.1, le=3600)
@@ -133,6 +138,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_explicit_secrets(self) -> Settings:
         if self.environment == "production":
+            if self.benchmark_bypass_consent:
+                raise ValueError("KINFOLIO_BENCHMARK_BYPASS_CONSENT is a benchmark-only switch and is refused in production")
             if not (self.signing_key_pem or self.signing_key_file):
                 raise ValueError("production requires KINFOLIO_SIGNING_KEY_PEM or KINFOLIO_SIGNING_KEY_FILE")
             if not (self.credential_key_pem or self.credential_key_file):

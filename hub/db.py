@@ -88,7 +88,17 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql+asyncpg"):
+        # asyncpg prepares every statement; after five runs PostgreSQL may switch a prepared
+        # statement to a generic plan, chosen without knowing which learner it is for. For the
+        # contribution lookup (provider, learner, source_id IN (...500)) the generic plan cost
+        # 1.2 s per 1,000-entry batch instead of ~1 ms (BENCHMARKS.md). Per-learner skew is the
+        # norm here (one learner has 100 rows, another 2 million), so always plan with the values.
+        connect_args["server_settings"] = {"plan_cache_mode": "force_custom_plan"}
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+    )
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -20,6 +20,10 @@ from hub.grants.service import grants_between, grants_between_many, resolve_pseu
 from hub.oauth.bearer import TokenContext
 
 
+# BENCHMARK ONLY (issue 9): the stand-in decision when Settings.benchmark_bypass_consent is on.
+BENCHMARK_BYPASS = Allowed(UUID(int=0))
+
+
 class LearnerNotFound(Exception):
     """No such learner *for this provider*: also raised when the provider holds no live grant."""
 
@@ -33,10 +37,14 @@ class AccessDenied(Exception):
 
 
 class ProviderAccess:
-    def __init__(self, *, session: AsyncSession, token: TokenContext, now: datetime) -> None:
+    def __init__(
+        self, *, session: AsyncSession, token: TokenContext, now: datetime, bypass_consent: bool = False
+    ) -> None:
         self._session = session
         self._token = token
         self.now = now
+        # BENCHMARK ONLY (issue 9): Settings.benchmark_bypass_consent, refused in production.
+        self._bypass_consent = bypass_consent
         self._grants: dict[UUID, list[GrantView]] = {}
         self._resolved: dict[str, UUID] = {}
         self._events: dict[tuple[UUID, str, Action], PendingEvent] = {}
@@ -70,6 +78,8 @@ class ProviderAccess:
         return self._token.learner_id is None or self._token.learner_id == learner_id
 
     async def require_visible(self, learner_id: UUID) -> None:
+        if self._bypass_consent:  # BENCHMARK ONLY (issue 9)
+            return
         if not self.bound_to(learner_id):
             raise LearnerNotFound(learner_id)
         if not has_live_grant(await self._grants_for(learner_id), self.now):
@@ -91,6 +101,8 @@ class ProviderAccess:
 
     async def authorize(self, learner_id: UUID, section: str, action: Action) -> Allowed:
         """Decide and record the decision; return it or raise ``AccessDenied``/``LearnerNotFound``."""
+        if self._bypass_consent:  # BENCHMARK ONLY (issue 9): no grants query, no decision, no log row
+            return BENCHMARK_BYPASS
         await self.require_visible(learner_id)
         grants = await self._grants_for(learner_id)
         decision = decide(
@@ -126,6 +138,8 @@ class ProviderAccess:
 
     def disclosed(self, learner_id: UUID, section: str, action: Action, count: int) -> None:
         """Add ``count`` entries read or written under an allowed decision to its log event."""
+        if self._bypass_consent:  # BENCHMARK ONLY (issue 9): nothing was recorded
+            return
         event = self._events[(learner_id, section, action)]
         event.entry_count = (event.entry_count or 0) + count
 

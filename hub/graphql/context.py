@@ -89,7 +89,9 @@ async def get_context(request: Request) -> AsyncIterator[Context]:
         yield Context(
             settings=hub.settings,
             token=token,
-            access=ProviderAccess(session=session, token=token, now=utcnow()),
+            access=ProviderAccess(
+                session=session, token=token, now=utcnow(), bypass_consent=hub.settings.benchmark_bypass_consent
+            ),
             data_keys=DataKeys(hub.keyring),
             _session=session,
         )

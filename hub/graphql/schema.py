@@ -8,12 +8,15 @@ the response carries no data.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
+import dateutil.parser
 import strawberry
 from graphql import GraphQLError
 from pydantic import ValidationError
@@ -29,6 +32,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+from strawberry.schema.types.base_scalars import DateTimeDefinition, wrap_parser
 from strawberry.types import ExecutionContext, Info
 
 from consent import Action, DenyReason, parse_scope
@@ -820,11 +824,26 @@ def _should_mask(error: GraphQLError) -> bool:
     return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
 
 
+_PLAIN_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+
+
+def _parse_datetime(value: str) -> datetime:
+    """``DateTime`` input: the common RFC 3339 shape through the C parser, anything else exactly
+    as Strawberry parses it (dateutil). Both give the same instant for the common shape; dateutil
+    was ~10% of a 1,000-activity batch (BENCHMARKS.md)."""
+    if _PLAIN_ISO_DATETIME.fullmatch(value):
+        return datetime.fromisoformat(value)
+    return dateutil.parser.isoparse(value)
+
+
+_DATETIME = dataclasses.replace(DateTimeDefinition, parse_value=wrap_parser(_parse_datetime, "DateTime"))
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
     # Rule classes are built once: per-request construction defeats ValidationCache
     # (strawberry upstream issue #4635, see STACK_NOTES).
     rules = [depth_rule(settings.graphql_max_depth, None, None), alias_rule(settings.graphql_max_aliases)]
-    return KinfolioSchema(
+    schema = KinfolioSchema(
         query=Query,
         mutation=Mutation,
         extensions=[
@@ -836,7 +855,44 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             lambda: MaskErrors(should_mask_error=_should_mask, error_message="Unexpected error."),
             CommitOperation,
         ],
+        scalar_overrides={datetime: _DATETIME},
     )
+    _use_raw_batch_arguments(schema)
+    return schema
+
+
+# The batch mutations: GraphQL field -> (section, argument).
+_BATCH_MUTATIONS = {
+    "contributeBadges": ("badges", "badges"),
+    "contributeSkills": ("skills", "skills"),
+    "recordActivities": ("activities", "activities"),
+}
+
+
+def _raw_batch_resolver(section: str, argument: str) -> Callable[..., Awaitable[types.ContributionResult]]:
+    async def resolve(_root: Any, info: Any, **kwargs: Any) -> types.ContributionResult:
+        # graphql-core has already coerced and type-checked the variables; the items stay plain
+        # dicts (GraphQL names) until pydantic validates them in _validate_batch.
+        return await _contribute(info, kwargs["learnerId"], section, kwargs[argument], argument)
+
+    return resolve
+
+
+def _use_raw_batch_arguments(schema: strawberry.Schema) -> None:
+    """Skip Strawberry's argument conversion for the three batch mutations.
+
+    Profiling ``recordActivities`` with 1,000 entries showed Strawberry turning the coerced
+    variables into 1,000 nested input objects (``convert_argument``: per-field type
+    introspection) as the largest single cost of the request, followed by ``as_plain`` copying
+    them back into dicts. The fields keep their declared types (the SDL is unchanged); only the
+    runtime resolver is replaced with one that hands graphql-core's coerced dicts to the same
+    ``_contribute``, which only uses ``info.context``. Behaviour is pinned by
+    tests/hub/test_contributions.py.
+    """
+    mutation_type = schema._schema.mutation_type
+    assert mutation_type is not None
+    for field_name, (section, argument) in _BATCH_MUTATIONS.items():
+        mutation_type.fields[field_name].resolve = _raw_batch_resolver(section, argument)
 
 
 def export_sdl(settings: Settings | None = None) -> str:

@@ -19,7 +19,6 @@ from uuid import UUID
 from pydantic import ValidationError
 from sqlalchemy import BigInteger, String, and_, delete, func, insert, or_, select, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from consent import Allowed, get_section
 from schemas import records as record_schemas
@@ -249,14 +248,38 @@ async def contribute_entries(
         else:
             unchanged += 1
     if inserts:
-        created = (await session.execute(insert(model).returning(model.id, model.source_id), inserts)).all()
+        if model is SectionEntry:
+            # Low-volume generic sections: the ORM maps `section_name` to its column.
+            await session.execute(insert(model), inserts)
+        else:
+            # A Core INSERT on the table (not the ORM entity): the driver's executemany with one
+            # small prepared statement. The ORM-enabled form rendered one INSERT with 1,000 VALUES
+            # tuples (19,000 parameters) on asyncpg, which cost PostgreSQL ingest 4-5x (BENCHMARKS.md).
+            await session.execute(insert(model.__table__), inserts)
+        created = await _ids_of(session, model, section, learner_id, provider_id, [row["source_id"] for row in inserts])
         await log_changes(session=session, section=section, learner_id=learner_id, provider_id=provider_id,
-                          entries=[(row.id, row.source_id) for row in created], op="created", now=now)
+                          entries=created, op="created", now=now)
     if updates:
         await session.execute(update(model), updates)  # ORM bulk UPDATE by primary key
         await log_changes(session=session, section=section, learner_id=learner_id, provider_id=provider_id,
                           entries=[(row["id"], row["source_id"]) for row in updates], op="updated", now=now)
     return ContributionReport(received=len(entries), created=len(inserts), updated=len(updates), unchanged=unchanged)
+
+
+async def _ids_of(
+    session: AsyncSession, model: Any, section: str, learner_id: UUID, provider_id: UUID, source_ids: list[str]
+) -> list[tuple[int, str]]:
+    """Ids of this provider's entries with these source ids (after an executemany insert)."""
+    found: list[tuple[int, str]] = []
+    for start in range(0, len(source_ids), _LOOKUP_CHUNK):
+        rows = await session.execute(
+            select(model.id, model.source_id).where(
+                model.provider_id == provider_id, model.learner_id == learner_id,
+                model.source_id.in_(source_ids[start : start + _LOOKUP_CHUNK]), *section_clause(section),
+            )
+        )
+        found.extend((row.id, row.source_id) for row in rows)
+    return found
 
 
 async def log_changes(
@@ -320,7 +343,9 @@ def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-
     """The newest-first, keyset-paginated query of one learner's page (first + 1 rows)."""
     model = SECTION_MODELS[spec.section]
     at_col = _ORDER_COLUMN[spec.section]
-    query = select(model).where(
+    # Plain rows, not ORM entities: a page is read-only, and identity-map bookkeeping per row
+    # was a visible cost of the profile read (BENCHMARKS.md). Rows answer the same attributes.
+    query = select(*model.__table__.c).where(
         model.learner_id == learner_id, model.deleted_at.is_(None), model.hidden_at.is_(None), *section_clause(spec.section)
     )
     if spec.own_only:
@@ -329,7 +354,12 @@ def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-
         query = query.where(at_col >= spec.data_from)
     if spec.after is not None:
         cursor_at, cursor_id = decode_cursor(spec.after)
-        query = query.where(or_(at_col < cursor_at, and_(at_col == cursor_at, model.id < cursor_id)))
+        # The redundant `at <= cursor_at` bounds the index range scan; without it SQLite walked
+        # the (learner_id, time, id) index from the newest entry to the cursor, so a page 200,000
+        # entries deep cost 4x the first page (BENCHMARKS.md, growth).
+        query = query.where(
+            at_col <= cursor_at, or_(at_col < cursor_at, and_(at_col == cursor_at, model.id < cursor_id))
+        )
     if spec.since is not None:
         query = query.where(at_col >= spec.since)
     if spec.until is not None:
@@ -383,7 +413,9 @@ async def list_entries(
     """
     if (spec.own_only, spec.data_from) != (access.own_only, access.data_from):
         raise ValueError("the page spec does not match the consent decision")
-    rows = list((await session.execute(_page_select(spec, learner_id))).scalars())
+    # Pending disclosure-log rows need not be flushed before reading entries (written at commit).
+    with session.no_autoflush:
+        rows = list(await session.execute(_page_select(spec, learner_id)))
     return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
                            data_keys=data_keys)
 
@@ -398,13 +430,15 @@ async def list_pages(
     """
     model = SECTION_MODELS[spec.section]
     if len(learner_ids) == 1:
-        rows = list((await session.execute(_page_select(spec, learner_ids[0]))).scalars())
+        with session.no_autoflush:
+            rows = list(await session.execute(_page_select(spec, learner_ids[0])))
         pages = {learner_ids[0]: _as_page(spec, rows)}
         return {i: await open_page(session=session, section=spec.section, learner_id=i, page=p, data_keys=data_keys)
                 for i, p in pages.items()}
     branches = [select(_page_select(spec, i).subquery().c) for i in learner_ids]
     union = union_all(*branches).subquery()
-    rows = list((await session.execute(select(aliased(model, union)))).scalars())
+    with session.no_autoflush:
+        rows = list(await session.execute(select(*union.c)))
     grouped: dict[UUID, list[Any]] = {i: [] for i in learner_ids}
     for row in rows:
         grouped[row.learner_id].append(row)

@@ -1,0 +1,131 @@
+"""Profile one benchmark request type in-process with pyinstrument (``python -m bench.profile``).
+
+    python -m bench.profile read|ingest|fanout [--database sqlite|postgres] [--n 200] [--html out.html]
+
+Uses the database and manifest a previous ``make bench`` generated under data/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from bench import suite
+from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT
+from bench.http import graphql_body
+from hub.app import create_app
+from hub.config import Settings
+from hub.generate import Manifest
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("what", choices=["read", "ingest", "fanout", "minimal", "lean"],
+                   help="read: the profile read; minimal: learner(id) { id }; lean: 50 activities, 2 fields each")
+    p.add_argument("--database", default="sqlite")
+    p.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/kinfolio_bench")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--html")
+    p.add_argument("--bypass", action="store_true")
+    p.add_argument("--flat", action="store_true", help="also list functions by own time")
+    p.add_argument("--cpu", action="store_true", help="no profiler: report CPU and wall time per request")
+    p.add_argument("--statements", action="store_true", help="no profiler: time every SQL statement")
+    args = p.parse_args()
+    work = ROOT / "data" / "bench"
+    if args.database == "sqlite":
+        url, manifest_path = f"sqlite+aiosqlite:///{work / 'kinfolio-bench.db'}", work / "sqlite.manifest.json"
+    else:
+        url, manifest_path = args.pg_url, work / f"{make_url(args.pg_url).database}.manifest.json"
+    manifest = Manifest.from_json(manifest_path.read_text())
+    settings = Settings(environment="development", database_url=url, issuer="http://127.0.0.1:8150", data_dir=work,
+                        signing_key_file=work / "jwt-signing-key.pem", pseudonym_key_hex=PSEUDONYM_KEY_HEX,
+                        benchmark_bypass_consent=args.bypass)
+    app = create_app(settings)
+    bench = manifest.providers[0]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8150") as http:
+        token = (await http.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": bench.client_id,
+                                                       "client_secret": bench.client_secret})).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        if args.what == "read":
+            bodies = [graphql_body(suite.PROFILE_QUERY, {"id": l}) for l in manifest.sample_learners[8:]]
+        elif args.what == "minimal":
+            bodies = [graphql_body("query($id: ID!) { learner(id: $id) { id } }", {"id": l}) for l in manifest.sample_learners[8:]]
+        elif args.what == "lean":
+            bodies = [graphql_body("query($id: ID!) { learner(id: $id) { activities(first: 50) { nodes { id timestamp } } } }",
+                                   {"id": l}) for l in manifest.sample_learners[8:]]
+        elif args.what == "fanout":
+            bodies = [graphql_body(suite.FANOUT_QUERY)]
+        else:
+            tag = f"prof{int(time.time())}"
+            bodies = [graphql_body(suite.INGEST_MUTATION, {"id": manifest.sample_learners[i % 8],
+                                                           "items": suite._activity_items(f"{tag}-{i}", 1000, i)})
+                      for i in range(args.n)]
+        for body in bodies[:3]:  # warm-up
+            await http.post("/graphql", content=body, headers=headers)
+        first = 3 if args.what == "ingest" else 0
+
+        async def run() -> None:
+            for i in range(first, args.n):
+                r = await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
+                assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
+
+        if args.statements:
+            # Time every SQL statement of the measured requests (cursor events on the app's engine).
+            import collections
+
+            from sqlalchemy import event
+
+            engine = app.state.hub.engine
+            spent: dict[str, float] = collections.defaultdict(float)
+            count: collections.Counter[str] = collections.Counter()
+            started_at: dict[int, float] = {}
+
+            def before(_c, _cur, _stmt, _p, context, _many):  # type: ignore[no-untyped-def]
+                started_at[id(context)] = time.perf_counter()
+
+            def after(_c, _cur, stmt, _p, context, many):  # type: ignore[no-untyped-def]
+                key = " ".join(stmt.split())[:70] + (" [executemany]" if many else "")
+                spent[key] += time.perf_counter() - started_at.pop(id(context))
+                count[key] += 1
+
+            event.listen(engine.sync_engine, "before_cursor_execute", before)
+            event.listen(engine.sync_engine, "after_cursor_execute", after)
+            wall0 = time.perf_counter()
+            await run()
+            n = args.n - first
+            print(f"{n} {args.what} requests on {args.database}: {(time.perf_counter() - wall0) / n * 1000:.1f} ms wall each")
+            for key, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+                print(f"{seconds / n * 1000:9.2f} ms/request  x{count[key] / n:g}  {key}")
+            return
+        if args.cpu:
+            # Process CPU time per request (server side and the in-process client together):
+            # unlike wall time it hardly depends on what else runs on the machine.
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            await run()
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            n = args.n - first
+            print(f"{n} {args.what} requests on {args.database}: {cpu / n * 1000:.2f} ms CPU, {wall / n * 1000:.2f} ms wall each "
+                  f"(in-process, not profiled; database server CPU not included)")
+            return
+        from pyinstrument import Profiler
+
+        profiler = Profiler(async_mode="enabled", interval=0.0005)
+        started = time.perf_counter()
+        with profiler:
+            await run()
+        elapsed = time.perf_counter() - started
+    print(f"{args.n} {args.what} requests: {elapsed / args.n * 1000:.2f} ms each (in-process, profiled)")
+    if args.html:
+        Path(args.html).write_text(profiler.output_html())
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+    if args.flat:
+        print(profiler.output_text(unicode=False, color=False, flat=True, flat_time="self")[:6000])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
