@@ -101,6 +101,15 @@ class Connector(ABC):
         except ValueError:
             return SourceRecord(ref=ref, payload=payload, problem="not valid JSON")
 
+    async def prepare(self, *, sessions: Any, instance_name: str, config: Any, report: Any) -> None:
+        """Hub-internal work before records are fetched (default: none).
+
+        Only for trusted operator jobs run on the hub's own database (``kinfolio sync run``): the
+        OneRoster roster phase creates/matches learners, links them and invites guardians here.
+        Record data never goes this way; it goes through the public API, under consent.
+        """
+        return None
+
     async def aclose(self) -> None:
         return None
 

@@ -223,7 +223,7 @@ class HubClient:
                 f"m{i}: {field}(learnerId: $l{i}, {argument}: $e{i}) {{ received created updated unchanged }}"
             )
             variables[f"l{i}"] = learner
-            variables[f"e{i}"] = entries
+            variables[f"e{i}"] = [_enum_names(section, e) for e in entries]
         document = f"mutation({', '.join(params)}) {{ {' '.join(selections)} }}"
         body = await self.graphql(document, variables)
         return _outcomes(body, len(calls))
@@ -244,7 +244,17 @@ _MUTATIONS = {
     "activities": ("recordActivities", "activities", "ActivityInput"),
     "badges": ("contributeBadges", "badges", "BadgeInput"),
     "skills": ("contributeSkills", "skills", "SkillInput"),
+    "pathways": ("contributePathways", "pathways", "PathwayInput"),
 }
+# GraphQL enums are sent by name (PathwayKind.COURSE), the record models hold their values.
+_ENUM_FIELDS = {"pathways": ("kind",)}
+
+
+def _enum_names(section: str, entry: dict[str, Any]) -> dict[str, Any]:
+    fields = _ENUM_FIELDS.get(section)
+    if not fields:
+        return entry
+    return {k: (v.upper() if k in fields and isinstance(v, str) else v) for k, v in entry.items()}
 
 
 def _outcomes(body: dict[str, Any], count: int) -> list[FieldOutcome]:

@@ -19,6 +19,7 @@ class RunReport:
     refused: Counter[str] = field(default_factory=Counter)  # by consent, by reason
     held: Counter[str] = field(default_factory=Counter)  # unknown learners, by reason
     invalid: int = 0
+    roster: Counter[str] = field(default_factory=Counter)  # roster phase (learners, invitations)
     details: list[dict[str, str]] = field(default_factory=list)
 
     def problem(self, kind: str, ref: str, reason: str) -> None:
@@ -26,6 +27,12 @@ class RunReport:
             self.details.append({"kind": kind, "ref": ref, "reason": reason})
 
     def as_dict(self) -> dict[str, Any]:
+        out = self._as_dict()
+        if self.roster:
+            out["roster"] = dict(self.roster)
+        return out
+
+    def _as_dict(self) -> dict[str, Any]:
         return {
             "read": self.read,
             "created": self.created,
@@ -45,4 +52,4 @@ class RunReport:
             f"read {self.read}: created {self.created}, updated {self.updated}, unchanged {self.unchanged}, "
             f"retracted {self.retracted}, refused by consent {refused}, held (unknown learner) {held}, "
             f"invalid {self.invalid}"
-        )
+        ) + ("; roster: " + ", ".join(f"{k} {v}" for k, v in sorted(self.roster.items())) if self.roster else "")

@@ -239,6 +239,7 @@ async def run_instance(
     run_id = await state.start_run(sessions=sessions, name=name)
     status, error = "succeeded", None
     try:
+        await sync.connector.prepare(sessions=sessions, instance_name=name, config=config, report=sync.report)
         cursor = None if full else instance.cursor
         async for page in sync.connector.fetch(cursor):
             outcome = await sync.process(page.records)

@@ -8,6 +8,7 @@ from hub.links.models import LearnerLink
 from hub.oauth.models import AuthorizationCode, ClientAssertionJti, IssuedToken, RefreshToken
 from hub.people.models import Guardian, Learner, LearnerGuardian
 from hub.providers.models import OAuthClient, Provider
+from hub.roster.models import GuardianInvitation, OneRosterEntity
 from hub.records.models import Activity, Badge, LearnerDataKey, RecordChange, SectionEntry, SkillAssessment
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "ConsentGrant",
     "DisclosureEvent",
     "Guardian",
+    "GuardianInvitation",
     "HeldCredential",
     "IssuedCredential",
     "IssuedToken",
@@ -33,6 +35,7 @@ __all__ = [
     "LearnerLink",
     "LearnerPseudonym",
     "OAuthClient",
+    "OneRosterEntity",
     "OutboxMessage",
     "PasswordReset",
     "Provider",
