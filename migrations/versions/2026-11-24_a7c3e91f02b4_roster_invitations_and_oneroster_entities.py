@@ -1,7 +1,7 @@
 """roster guardian invitations and OneRoster reference entities
 
 Revision ID: a7c3e91f02b4
-Revises: 9dce36ab799f
+Revises: 9b9d723626a0
 Create Date: 2026-11-24 10:00:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision: str = 'a7c3e91f02b4'
-down_revision: Union[str, Sequence[str], None] = '9dce36ab799f'
+down_revision: Union[str, Sequence[str], None] = '9b9d723626a0'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
