@@ -15,6 +15,7 @@ Changes go through the consent engine (``hub.grants.family``), which checks cont
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -431,7 +432,34 @@ async def export_page(request: Request, learner: str) -> Response:
             viewer, access = await _open(request, session, learner, "view")
         except Stop as stop:
             return stop.response
-    return _show(request, "portal_export.html", viewer=viewer, access=access)
+    bundle_available = request.app.state.hub.settings.jsonld_contexts_dir is not None
+    return _show(request, "portal_export.html", viewer=viewer, access=access, bundle_available=bundle_available)
+
+
+@router.get("/learners/{learner}/export.zip")
+async def export_bundle(request: Request, learner: str) -> Response:
+    """Everything in one signed archive (GDPR Art. 20): the portability bundle of `kinfolio export`."""
+    from hub.credentials.service import CredentialsNotConfigured, kit_from_settings
+    from hub.portability.bundle import write_bundle
+
+    hub = request.app.state.hub
+    async with hub.sessions() as session:
+        try:
+            _, access = await _open(request, session, learner, "view")
+        except Stop as stop:
+            return stop.response
+        try:
+            kit = kit_from_settings(hub.settings)
+        except CredentialsNotConfigured:
+            return Response("Signed exports are not configured on this hub; download the JSON export instead.",
+                            status_code=503, media_type="text/plain", headers=PAGE_HEADERS)
+        buffer = io.BytesIO()
+        await write_bundle(session, kit=kit, receipt_keys=hub.signing_keys.private, learner_id=access.learner.id,
+                           out=buffer, now=utcnow())
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    slug = "".join(c for c in access.learner.given_name.lower() if c.isascii() and c.isalnum()) or "learner"
+    return Response(buffer.getvalue(), media_type="application/zip",
+                    headers={**PAGE_HEADERS, "Content-Disposition": f'attachment; filename="kinfolio-{slug}-{stamp}.zip"'})
 
 
 @router.get("/learners/{learner}/export.json")

@@ -58,3 +58,39 @@ async def test_once_the_learner_is_of_age_the_log_is_theirs(client, engine):
     await sign_in(client, "adultsparent@example.org")
     body = (await family_gql(client, LOG, {"id": str(parent.learners[0]), "first": 5})).json()
     assert body["errors"][0]["extensions"]["code"] == "NOT_PERMITTED"
+
+
+async def test_portal_offers_the_signed_bundle_when_credentials_are_configured(engine, settings, samples_dir):
+    import io
+    import json
+    import zipfile
+
+    import httpx
+
+    from hub.app import create_app
+    from tests.conftest import ISSUER
+
+    parent = await make_guardian(engine, "bundle@example.org")
+    configured = create_app(settings.model_copy(update={"jsonld_contexts_dir": samples_dir / "jsonld-contexts"}), engine=engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=configured), base_url=ISSUER) as http:
+        await sign_in(http, "bundle@example.org")
+        page = await http.get(f"/family/learners/{parent.learners[0]}/export")
+        assert 'id="export-bundle"' in page.text
+        response = await http.get(f"/family/learners/{parent.learners[0]}/export.zip")
+        assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+            manifest = json.loads(bundle.read("manifest.json"))
+            assert "credentials/clr.json" in bundle.namelist()
+        assert manifest["files"]
+        # Another family's learner: not found, nothing exported.
+        other = await make_guardian(engine, "notmine@example.org")
+        assert (await http.get(f"/family/learners/{other.learners[0]}/export.zip")).status_code == 404
+
+
+async def test_portal_without_credentials_configured_says_so(client, engine):
+    parent = await make_guardian(engine, "nobundle@example.org")
+    await sign_in(client, "nobundle@example.org")
+    page = await client.get(f"/family/learners/{parent.learners[0]}/export")
+    assert 'id="export-bundle"' not in page.text and "KINFOLIO_JSONLD_CONTEXTS_DIR" in page.text
+    response = await client.get(f"/family/learners/{parent.learners[0]}/export.zip")
+    assert response.status_code == 503
