@@ -719,22 +719,25 @@ def demo(activities_per_learner: Annotated[int, typer.Option(min=0, max=100_000)
     settings = get_settings()
     path = settings.data_dir / "demo-credentials.json"
 
-    async def work(session: AsyncSession) -> list[Any] | None:
+    async def work(session: AsyncSession) -> Any:
         if await demo_loaded(session=session):
             return None
         return await load_demo(session=session, activities_per_learner=activities_per_learner,
                                pseudonym_key=pseudonym_key(settings))
 
-    clients = _in_transaction(work)
-    if clients is None:
+    credentials = _in_transaction(work)
+    if credentials is None:
         if not path.exists():
             _fail(f"demo data is loaded but {path} is missing; use `kinfolio client create` for new credentials")
-        clients = read_credentials(path)
+        credentials = read_credentials(path)
         typer.echo("demo data already loaded")
     else:
-        write_credentials(path, clients)
+        write_credentials(path, credentials)
         typer.echo(f"demo data loaded; credentials in {path}")
-    _print_try_it(settings.issuer, clients[1])
+    _print_try_it(settings.issuer, credentials.clients[1])
+    if credentials.family_email:
+        typer.echo(f"Family portal:    {settings.issuer.rstrip('/')}/account/login\n"
+                   f"  email:          {credentials.family_email}\n  password:       {credentials.family_password}\n")
 
 
 def _print_try_it(issuer: str, client: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -58,6 +59,14 @@ class DemoClient:
     scopes: list[str]
 
 
+@dataclass(frozen=True)
+class DemoCredentials:
+    clients: list[DemoClient]
+    # One demo family's sign-in for the portal (/account/login); generated, never a fixed password.
+    family_email: str | None = None
+    family_password: str | None = None
+
+
 def _families(today: date) -> list[dict[str, Any]]:
     def born(years: int, days: int) -> date:
         return date(today.year - years, 1, 1) + timedelta(days=days)
@@ -92,7 +101,7 @@ GRANTS = [
 
 async def load_demo(
     *, session: AsyncSession, pseudonym_key: bytes, activities_per_learner: int = 1000, seed: int = 7
-) -> list[DemoClient]:
+) -> DemoCredentials:
     """Load the demo dataset; refuses to load twice (the caller checks ``demo_loaded``)."""
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -107,8 +116,14 @@ async def load_demo(
         clients.append(DemoClient(provider=name, client_id=client.client_id, client_secret=secret, scopes=scopes))
 
     learners: list[UUID] = []
+    login: tuple[str, str] | None = None
     for family in _families(today):
         guardian = await people.create_guardian(session=session, email=family["email"], display_name=family["name"])
+        if login is None:
+            from hub.accounts.service import set_password
+
+            login = (family["email"], secrets.token_urlsafe(12))
+            await set_password(session=session, guardian_id=guardian.id, password=login[1])
         for given, family_name, dob in family["children"]:
             learner = await people.create_learner(
                 session=session, given_name=given, family_name=family_name, date_of_birth=dob,
@@ -188,19 +203,26 @@ async def load_demo(
                                                ("team-lead", "Team leadership")])
         ]
         await _contribute(club, learner_id, "badges", badges)
-    return clients
+    return DemoCredentials(clients=clients, family_email=login[0] if login else None,
+                           family_password=login[1] if login else None)
 
 
 async def demo_loaded(*, session: AsyncSession) -> bool:
     return (await session.execute(select(Provider.id).where(Provider.name == PROVIDERS[0][0]))).first() is not None
 
 
-def write_credentials(path: Path, clients: list[DemoClient]) -> None:
+def write_credentials(path: Path, credentials: DemoCredentials) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump([c.__dict__ for c in clients], handle, indent=2)
+        json.dump({"clients": [c.__dict__ for c in credentials.clients],
+                   "family": {"email": credentials.family_email, "password": credentials.family_password}}, handle, indent=2)
 
 
-def read_credentials(path: Path) -> list[DemoClient]:
-    return [DemoClient(**item) for item in json.loads(path.read_text())]
+def read_credentials(path: Path) -> DemoCredentials:
+    data = json.loads(path.read_text())
+    if isinstance(data, list):  # written before the family sign-in was added
+        return DemoCredentials(clients=[DemoClient(**item) for item in data])
+    family = data.get("family") or {}
+    return DemoCredentials(clients=[DemoClient(**item) for item in data["clients"]],
+                           family_email=family.get("email"), family_password=family.get("password"))

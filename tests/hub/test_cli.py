@@ -98,6 +98,7 @@ def test_demo_loads_once_and_prints_a_working_recipe(kinfolio):  # type: ignore[
     assert "demo data loaded" in first and "demo data already loaded" in second
     for output in (first, second):
         assert "client_secret:" in output and "/oauth/token" in output and "/graphql" in output
+        assert "Family portal:" in output and "password:" in output
     assert len(kinfolio("learner", "list").output.splitlines()) == 4
 
 
