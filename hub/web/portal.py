@@ -456,10 +456,8 @@ async def export_bundle(request: Request, learner: str) -> Response:
         buffer = io.BytesIO()
         await write_bundle(session, kit=kit, receipt_keys=hub.signing_keys.private, learner_id=access.learner.id,
                            out=buffer, now=utcnow())
-    stamp = datetime.now(UTC).strftime("%Y%m%d")
-    slug = "".join(c for c in access.learner.given_name.lower() if c.isascii() and c.isalnum()) or "learner"
     return Response(buffer.getvalue(), media_type="application/zip",
-                    headers={**PAGE_HEADERS, "Content-Disposition": f'attachment; filename="kinfolio-{slug}-{stamp}.zip"'})
+                    headers={**PAGE_HEADERS, "Content-Disposition": _attachment(access.learner, "zip")})
 
 
 @router.get("/learners/{learner}/export.json")
@@ -470,11 +468,15 @@ async def export_json(request: Request, learner: str) -> Response:
         except Stop as stop:
             return stop.response
         data = await record.export_record(session=session, learner_id=access.learner.id, now=utcnow())
-    stamp = datetime.now(UTC).strftime("%Y%m%d")
-    slug = "".join(c for c in access.learner.given_name.lower() if c.isascii() and c.isalnum()) or "learner"
-    filename = f"kinfolio-{slug}-{stamp}.json"
     return Response(json.dumps(data, indent=2, ensure_ascii=False), media_type="application/json",
-                    headers={**PAGE_HEADERS, "Content-Disposition": f'attachment; filename="{filename}"'})
+                    headers={**PAGE_HEADERS, "Content-Disposition": _attachment(access.learner, "json")})
+
+
+def _attachment(learner: Any, extension: str) -> str:
+    """``Content-Disposition`` of an export: kinfolio-<given name>-<date>.<extension>, ASCII only."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    slug = "".join(c for c in learner.given_name.lower() if c.isascii() and c.isalnum()) or "learner"
+    return f'attachment; filename="kinfolio-{slug}-{stamp}.{extension}"'
 
 
 # -- deletion ------------------------------------------------------------------------------
