@@ -324,7 +324,7 @@ async def bench_growth(t: Target) -> list[Row]:
 async def bench_revocation(t: Target) -> list[Row]:
     from consent import Action
     from hub.db import make_sessionmaker
-    from hub.grants.service import grant_access, revoke_access
+    from hub.grants.service import grant_access, grants_between, revoke_access
 
     pseudonym = t.manifest.sample_learners[7]
     provider_id = uuid.UUID(t.manifest.providers[0].provider_id)
@@ -345,9 +345,13 @@ async def bench_revocation(t: Target) -> list[Row]:
 
         load = asyncio.create_task(closed_loop(HOST, t.port, t.concurrency, duration=3.0, send=send))
         await asyncio.sleep(1.5)
+        # Both actions: with only `read` revoked, read_own still (rightly) serves the provider
+        # what it contributed itself (consent/policy.py).
         async with sessions() as session, session.begin():
+            held = {g.action for g in await grants_between(session=session, provider_id=provider_id, learner_id=learner_id)
+                    if g.section == "activities" and g.is_active(datetime.now(UTC))}
             await revoke_access(session=session, learner_id=learner_id, provider_id=provider_id, revoked_by=None,
-                                now=datetime.now(UTC), section="activities", action=Action.READ)
+                                now=datetime.now(UTC), section="activities")
         committed = time.perf_counter()
         await load
         served_after.append(sum(1 for sent, _, ok in log if sent >= committed and ok))
@@ -355,9 +359,10 @@ async def bench_revocation(t: Target) -> list[Row]:
         refused = [done for sent, done, ok in log if not ok and done >= committed]
         bites.append((min(refused) - committed) * 1000 if refused else float("nan"))
         async with sessions() as session, session.begin():
-            await grant_access(session=session, learner_id=learner_id, provider_id=provider_id, section="activities",
-                               action=Action.READ, purpose="benchmark re-grant", granted_by=None,
-                               now=datetime.now(UTC), pseudonym_key=bytes.fromhex(t.pseudonym_key_hex))
+            for action in held or {Action.READ}:
+                await grant_access(session=session, learner_id=learner_id, provider_id=provider_id, section="activities",
+                                   action=action, purpose="benchmark re-grant", granted_by=None,
+                                   now=datetime.now(UTC), pseudonym_key=bytes.fromhex(t.pseudonym_key_hex))
     total_after = sum(served_after)
     return [Row("5 revocation bite", t.database,
                 f"{total_after} served after revoke commit; first refusal {_median(bites):.1f} ms after commit",

@@ -17,7 +17,8 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
-from sqlalchemy import BigInteger, String, and_, delete, func, insert, or_, select, tuple_, union_all, update
+from sqlalchemy import BigInteger, String, Uuid, and_, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Allowed, get_section
@@ -423,22 +424,29 @@ async def list_entries(
 async def list_pages(
     *, session: AsyncSession, spec: PageQuery, learner_ids: list[UUID], data_keys: DataKeys | None = None
 ) -> dict[UUID, Page]:
-    """The same page for many learners in ONE statement (a UNION ALL of per-learner index walks).
+    """The same page for many learners in ONE statement; the caller has decided consent for each.
 
-    Each branch is the single-learner query, so every learner still costs an index range scan of
-    ``first + 1`` rows whatever the table size; the caller has decided consent for each learner.
+    Every learner still costs one index range scan of ``first + 1`` rows, whatever the table size:
+    on PostgreSQL a LATERAL join runs the single-learner query once per id of an ``unnest``ed
+    array (a 100-branch UNION ALL measured 11 s there against 78 ms for the same work); SQLite,
+    which has no LATERAL, gets a UNION ALL of the single-learner queries.
     """
-    model = SECTION_MODELS[spec.section]
     if len(learner_ids) == 1:
         with session.no_autoflush:
             rows = list(await session.execute(_page_select(spec, learner_ids[0])))
         pages = {learner_ids[0]: _as_page(spec, rows)}
         return {i: await open_page(session=session, section=spec.section, learner_id=i, page=p, data_keys=data_keys)
                 for i, p in pages.items()}
-    branches = [select(_page_select(spec, i).subquery().c) for i in learner_ids]
-    union = union_all(*branches).subquery()
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = bindparam("wanted_ids", list(learner_ids), type_=postgresql.ARRAY(postgresql.UUID(as_uuid=True)))
+        ids = func.unnest(wanted).table_valued(column("learner_id", Uuid())).render_derived(name="wanted")
+        per_learner = _page_select(spec, ids.c.learner_id).subquery().lateral()
+        query = select(*per_learner.c).select_from(ids).join(per_learner, true())
+    else:
+        branches = [select(_page_select(spec, i).subquery().c) for i in learner_ids]
+        query = select(*union_all(*branches).subquery().c)
     with session.no_autoflush:
-        rows = list(await session.execute(select(*union.c)))
+        rows = list(await session.execute(query))
     grouped: dict[UUID, list[Any]] = {i: [] for i in learner_ids}
     for row in rows:
         grouped[row.learner_id].append(row)
