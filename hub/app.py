@@ -19,6 +19,7 @@ from hub.db import make_engine, make_sessionmaker
 from hub.graphql.context import get_context
 from hub.graphql.limits import RateLimited, RateLimiter
 from hub.graphql.schema import build_schema
+from hub.hostapi.routes import clr_router, ob_router, privacy_router
 from hub.oauth.keys import SigningKeys, load_signing_keys
 from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
@@ -92,6 +93,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(authorize_router)
     app.include_router(accounts_router)
     app.include_router(xapi_router)  # connectors: LRS-compatible push (hub/xapi/routes.py)
+    app.include_router(ob_router)  # 1EdTech Host API: Open Badges 3.0 §6 (hub/hostapi/)
+    app.include_router(clr_router)  # 1EdTech Host API: CLR 2.0 §6
+    app.include_router(privacy_router)
     app.include_router(
         GraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )
