@@ -10,7 +10,7 @@
 
 Each protected call: bearer token (RFC 6750, RFC 9068, token row not revoked) from the
 authorization-code flow, hence bound to one learner (``TokenContext.learner_id``); the token's
-1EdTech scopes of *this* binding are presented as section scopes (``consent.ims_equivalents``) to
+1EdTech scopes of *this* binding are presented as section scopes (``consent.sections.ims_equivalents``) to
 ``ProviderAccess.authorize`` — the one consent gate, which records the disclosure event — so a
 missing scope, a revoked or expired grant refuses the call exactly as on GraphQL. Errors are
 ``Imsx_StatusInfo`` bodies (OB 3.0 §6.2 / Appendix "Imsx_StatusInfo") with the HTTP status of the

@@ -209,8 +209,9 @@ async def authorize_decision(request: Request) -> Response:
             return _error_redirect(request, deny, 303)
         now = utcnow()
         try:
-            for scope in chosen:
-                section, action = parse_scope(scope)
+            # A section scope and its 1EdTech alias (consent.sections.IMS_SCOPES) are one grant.
+            pairs = {(parse_scope(scope)[0], parse_scope(scope)[1]) for scope in chosen}
+            for section, action in sorted(pairs, key=lambda pair: (pair[0].name, pair[1].value)):
                 # Through the family service, so the age rules (who controls this record today) apply.
                 await grant_by(
                     session=session, actor=Actor.guardian(guardian.id), learner_id=learner.id,
