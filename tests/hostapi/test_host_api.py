@@ -275,3 +275,17 @@ async def test_client_credentials_tokens_cannot_use_the_host_api(client, host, e
     assert issued.status_code == 200, issued.text
     response = await client.get("/ims/ob/v3p0/credentials", headers=_auth(issued.json()))
     _assert_status_info(response, 403, "forbidden", samples_dir)
+
+
+async def test_a_scope_and_its_alias_make_one_grant(client, host, engine):
+    from hub.grants.models import ConsentGrant
+
+    scopes = ["badges:read", OB + "credential.readonly"]
+    app_client = await _register(client, scopes)
+    await make_guardian(engine)
+    await sign_in(client)
+    token = await _token(client, app_client, scopes)
+    assert token["scope"] == " ".join(sorted(scopes))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(ConsentGrant.section, ConsentGrant.action))).all()
+    assert [tuple(r) for r in rows] == [("badges", "read")]
