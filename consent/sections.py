@@ -65,6 +65,36 @@ def all_scopes() -> list[str]:
     return sorted(scope_for(s.name, a) for s in catalogue().values() for a in s.actions)
 
 
+# 1EdTech scope URIs (Open Badges 3.0 §6.3 "Scopes"; CLR 2.0 §6.3, same names under /clr/v2p0/).
+# Each is an alias of ONE Kinfolio section scope: granting it on the consent page creates exactly
+# that section grant, so the family's consent is the same whatever vocabulary the app speaks.
+OB_SCOPE_PREFIX = "https://purl.imsglobal.org/spec/ob/v3p0/scope/"
+CLR_SCOPE_PREFIX = "https://purl.imsglobal.org/spec/clr/v2p0/scope/"
+_IMS_SCOPE_NAMES: dict[str, tuple[str, Action]] = {
+    "credential.readonly": ("badges", Action.READ),
+    "credential.upsert": ("badges", Action.CONTRIBUTE),
+    "profile.readonly": ("profile", Action.READ),
+    "profile.update": ("profile", Action.CONTRIBUTE),
+}
+IMS_SCOPES: dict[str, tuple[str, Action]] = {
+    prefix + name: target for prefix in (OB_SCOPE_PREFIX, CLR_SCOPE_PREFIX) for name, target in _IMS_SCOPE_NAMES.items()
+}
+
+
+def supported_scopes() -> list[str]:
+    """Every scope a client may register and request: section scopes and their 1EdTech aliases."""
+    return [*all_scopes(), *sorted(IMS_SCOPES)]
+
+
+def ims_equivalents(scopes: frozenset[str], prefix: str) -> frozenset[str]:
+    """The section scopes that a token's 1EdTech scopes under ``prefix`` stand for.
+
+    Used by the Host API (``hub.hostapi``) to present an OB/CLR token to the consent decision,
+    which speaks section scopes only; scopes of the other vocabulary do not carry over.
+    """
+    return frozenset(scope_for(*IMS_SCOPES[s]) for s in scopes if s.startswith(prefix) and s in IMS_SCOPES)
+
+
 def check_action(section: Section, action: Action) -> None:
     """Raise ValueError when ``action`` cannot be granted on ``section`` (e.g. contributing a birthdate)."""
     if action not in section.actions:
@@ -73,7 +103,11 @@ def check_action(section: Section, action: Action) -> None:
 
 
 def parse_scope(scope: str) -> tuple[Section, Action]:
-    """Split ``<section>:<action>``; raises ValueError/UnknownSection for anything else."""
+    """Split ``<section>:<action>`` (or a 1EdTech scope URI naming one); raises
+    ValueError/UnknownSection for anything else."""
+    if scope in IMS_SCOPES:
+        name, action = IMS_SCOPES[scope]
+        return get_section(name), action
     section_name, sep, action = scope.partition(":")
     if not sep:
         raise ValueError(f"scope {scope!r} is not of the form <section>:<action>")

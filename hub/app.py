@@ -21,6 +21,7 @@ from hub.family.graphql import family_router
 from hub.graphql.context import get_context
 from hub.graphql.limits import RateLimited, RateLimiter
 from hub.graphql.schema import build_schema
+from hub.hostapi.routes import clr_router, ob_router, privacy_router
 from hub.oauth.keys import SigningKeys, load_signing_keys
 from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
@@ -110,6 +111,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(xapi_router)  # connectors: LRS-compatible push (hub/xapi/routes.py)
     app.include_router(family_router(), prefix="/family/graphql")  # the signed-in family's own view
     app.include_router(portal_router)
+    app.include_router(ob_router)  # 1EdTech Host API: Open Badges 3.0 §6 (hub/hostapi/)
+    app.include_router(clr_router)  # 1EdTech Host API: CLR 2.0 §6
+    app.include_router(privacy_router)
     app.include_router(
         JSONGraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
     )

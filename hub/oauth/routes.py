@@ -16,7 +16,7 @@ from joserfc import jwt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consent.sections import all_scopes
+from consent.sections import supported_scopes
 from hub.accounts.service import count_events, record_event
 from hub.db import utcnow
 from hub.oauth import registration
@@ -298,7 +298,7 @@ async def metadata(request: Request) -> JSONResponse:
             "registration_endpoint": f"{base}/oauth/register",
             "revocation_endpoint": f"{base}/oauth/revoke",
             "introspection_endpoint": f"{base}/oauth/introspect",
-            "scopes_supported": all_scopes(),
+            "scopes_supported": supported_scopes(),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

@@ -35,7 +35,7 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from joserfc import jws
 from joserfc.jwk import KeySet
 
-from consent.sections import all_scopes
+from consent.sections import supported_scopes
 from hub.config import Settings
 from hub.db import utcnow
 from hub.oauth.keys import ALGORITHM, SigningKeys
@@ -389,7 +389,7 @@ def assertion_jti(form: dict[str, str]) -> str | None:
 
 class KinfolioAuthorizationServer(AuthorizationServer):
     def __init__(self, settings: Settings, signing_keys: SigningKeys) -> None:
-        super().__init__(scopes_supported=all_scopes())
+        super().__init__(scopes_supported=supported_scopes())
         base = settings.issuer.rstrip("/")
         self._token_uri = f"{base}/oauth/token"
         self.register_client_auth_method("private_key_jwt", PrivateKeyJWT([self._token_uri, settings.issuer, base]))

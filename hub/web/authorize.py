@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from consent import Action, get_section, parse_scope
+from consent.sections import IMS_SCOPES
 from hub.accounts.service import learners_of
 from hub.config import control_policy, pseudonym_key
 from hub.db import utcnow
@@ -131,10 +132,22 @@ def _error_redirect(request: Request, error: RedirectError, status: int) -> Redi
                      status)
 
 
+# 1EdTech scopes (OB 3.0 / CLR 2.0 §6.3) in the family's words: each names the Kinfolio section
+# it grants (consent.sections.IMS_SCOPES), never the URI.
+_IMS_WORDS = {
+    ("badges", Action.READ): "See your child's badges and certificates (digital credentials)",
+    ("badges", Action.CONTRIBUTE): "Add badges and certificates to your child's badges",
+    ("profile", Action.READ): "See your child's profile: preferred name, pronouns and languages",
+    ("profile", Action.CONTRIBUTE): "Update your child's profile: preferred name, pronouns and languages",
+}
+
+
 def describe(scope: str) -> dict[str, Any]:
     section, action = parse_scope(scope)
     what = get_section(section.name)
-    if action is Action.READ:
+    if scope in IMS_SCOPES and (section.name, action) in _IMS_WORDS:
+        text = _IMS_WORDS[(section.name, action)]
+    elif action is Action.READ:
         text = f"See your child's {section.name}"
     else:
         text = f"Add new {section.name} to your child's record"
@@ -196,8 +209,9 @@ async def authorize_decision(request: Request) -> Response:
             return _error_redirect(request, deny, 303)
         now = utcnow()
         try:
-            for scope in chosen:
-                section, action = parse_scope(scope)
+            # A section scope and its 1EdTech alias (consent.sections.IMS_SCOPES) are one grant.
+            pairs = {(parse_scope(scope)[0], parse_scope(scope)[1]) for scope in chosen}
+            for section, action in sorted(pairs, key=lambda pair: (pair[0].name, pair[1].value)):
                 # Through the family service, so the age rules (who controls this record today) apply.
                 await grant_by(
                     session=session, actor=Actor.guardian(guardian.id), learner_id=learner.id,

@@ -1,0 +1,10 @@
+"""Host API tests reuse the credential fixtures (contexts, kit, official examples)."""
+
+from tests.credentials.conftest import (  # noqa: F401  (pytest fixtures)
+    contexts_dir,
+    cred_settings,
+    credential_key_pem,
+    examples_dir,
+    kit,
+    loader,
+)
