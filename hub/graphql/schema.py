@@ -138,8 +138,14 @@ async def _page(
         types.Edge(cursor=record_service.encode_cursor(getattr(row, record_service.ORDER_ATTRIBUTE[section]), row.id), node=node)
         for row, node in zip(page.entries, nodes, strict=True)
     ]
+
+    async def count() -> int | None:
+        async with info.context.db() as session:
+            return await record_service.count_entries(session=session, spec=spec, learner_id=learner_id)
+
     return types.Connection(
-        edges=edges, nodes=nodes, page_info=types.PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor)
+        edges=edges, nodes=nodes, page_info=types.PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        count=None if section == "activities" else count,
     )
 
 

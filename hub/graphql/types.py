@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import strawberry
@@ -38,6 +39,14 @@ class Connection(Generic[T]):
     edges: list[Edge[T]]
     nodes: list[T]
     page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int | None]] | None] = None
+
+    @strawberry.field(
+        description="How many entries match (same filters, all pages), counted only when asked for; "
+        "null for activities, whose volume makes a count a scan of the learner's whole stream."
+    )
+    async def total_count(self) -> int | None:
+        return await self.count() if self.count is not None else None
 
 
 @strawberry.type(description="OB 3.0 Criteria.")

@@ -374,6 +374,14 @@ def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-
     return query.order_by(at_col.desc(), model.id.desc()).limit(spec.first + 1)
 
 
+async def count_entries(*, session: AsyncSession, spec: PageQuery, learner_id: UUID) -> int:
+    """How many entries the page's filters match for one learner (ignoring the cursor and limit)."""
+    unpaged = _page_select(PageQuery(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, "after": None}),
+                           learner_id).limit(None).order_by(None)
+    with session.no_autoflush:
+        return (await session.execute(select(func.count()).select_from(unpaged.subquery()))).scalar_one()
+
+
 def _as_page(spec: PageQuery, rows: list[Any]) -> Page:
     at_key = _ORDER_COLUMN[spec.section].key
     has_next = len(rows) > spec.first

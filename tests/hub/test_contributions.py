@@ -379,3 +379,14 @@ async def test_contribute_batch_is_all_or_nothing_per_learner(client, engine, se
     assert set(learners) == {family.learner_id} and len(learners) == 2
     again = (await gql(client, token, BATCH, {"items": items[:1]})).json()["data"]["contributeBatch"][0]
     assert [s["unchanged"] for s in again["sections"]] == [1, 2]
+
+
+async def test_total_count_where_cheap(client, engine, setup):
+    _, _, token = setup
+    await gql(client, token, CONTRIBUTE_BADGES, {"learner": lid(setup), "items": [badge(n) for n in range(3)]})
+    await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(n) for n in range(3)]})
+    body = (await gql(client, token, """query($id: ID!) { learner(id: $id) {
+        badges(first: 1) { totalCount nodes { sourceId } } activities(first: 1) { totalCount } } }""",
+                      {"id": lid(setup)})).json()
+    assert body["data"]["learner"] == {"badges": {"totalCount": 3, "nodes": [{"sourceId": "badge-2"}]},
+                                       "activities": {"totalCount": None}}
