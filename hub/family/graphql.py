@@ -154,4 +154,5 @@ family_schema = strawberry.Schema(query=FamilyQuery, extensions=[lambda: MaxToke
 
 
 def family_router() -> GraphQLRouter:
-    return GraphQLRouter(family_schema, context_getter=family_context, graphql_ide=None)
+    # POST only: this endpoint authenticates by cookie, so no query runs from a cross-site link (GET).
+    return GraphQLRouter(family_schema, context_getter=family_context, graphql_ide=None, allow_queries_via_get=False)

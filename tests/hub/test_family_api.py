@@ -94,3 +94,10 @@ async def test_portal_without_credentials_configured_says_so(client, engine):
     assert 'id="export-bundle"' not in page.text and "KINFOLIO_JSONLD_CONTEXTS_DIR" in page.text
     response = await client.get(f"/family/learners/{parent.learners[0]}/export.zip")
     assert response.status_code == 503
+
+
+async def test_family_graphql_refuses_queries_by_get(client, engine):
+    await make_guardian(engine, "getter@example.org")
+    await sign_in(client, "getter@example.org")
+    response = await client.get("/family/graphql", params={"query": "{ myLearners { id } }"})
+    assert 400 <= response.status_code < 500 and "myLearners" not in response.text
