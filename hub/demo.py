@@ -82,7 +82,8 @@ def _families(today: date) -> list[dict[str, Any]]:
 
 
 PROVIDERS = [
-    ("Riverside High School", "school", ["badges:read", "badges:contribute", "skills:read", "skills:contribute", "activities:read"]),
+    ("Riverside High School", "school", ["badges:read", "badges:contribute", "skills:read", "skills:contribute", "activities:read",
+                                         "pathways:contribute", "service:contribute"]),
     ("CodeQuest", "app", ["activities:contribute", "activities:read", "badges:read", "skills:read"]),
     ("Harbor Robotics Club", "club", ["badges:contribute", "skills:contribute"]),
 ]
@@ -92,6 +93,8 @@ GRANTS = [
     ("Riverside High School", "badges", Action.READ, "School report of achievements"),
     ("Riverside High School", "skills", Action.CONTRIBUTE, "Teacher assessments of skills"),
     ("Riverside High School", "skills", Action.READ, "Reading back skill progression"),
+    ("Riverside High School", "pathways", Action.CONTRIBUTE, "Record college visits and career days"),
+    ("Riverside High School", "service", Action.CONTRIBUTE, "Record verified volunteering hours"),
     ("CodeQuest", "activities", Action.CONTRIBUTE, "Record coding lessons completed in the app"),
     ("CodeQuest", "activities", Action.READ, "Show the learner their lesson history"),
     ("CodeQuest", "badges", Action.READ, "Show earned badges in the app"),
@@ -184,6 +187,20 @@ async def load_demo(
                     assessed_at=now - timedelta(days=90 * (4 - term)),
                 ))
         await _contribute(school, learner_id, "skills", skills)
+        await _contribute(school, learner_id, "pathways", [
+            r.PathwayCreate(source_id="rhs-visit-1", kind=r.PathwayKind.COLLEGE_VISIT,
+                            organisation=r.Organisation(name="State University", id="https://stateu.example.edu"),
+                            occurred_at=now - timedelta(days=60), hours=4,
+                            reflection="Toured the engineering labs and met first-year students."),
+            r.PathwayCreate(source_id="rhs-fair-1", kind=r.PathwayKind.CAREER_FAIR,
+                            organisation=r.Organisation(name="Riverside Careers Day"),
+                            occurred_at=now - timedelta(days=20), hours=2),
+        ])
+        await _contribute(school, learner_id, "service", [
+            r.ServiceCreate(source_id="rhs-service-1", organisation=r.Organisation(name="Riverside Food Bank"),
+                            role="Volunteer packer", hours=12, started_at=now - timedelta(days=120),
+                            ended_at=now - timedelta(days=90)),
+        ])
 
         club = access_for("Harbor Robotics Club")
         badges = [
