@@ -160,7 +160,6 @@ class Sync:
         return result
 
     async def _send(self, groups, dead) -> None:  # type: ignore[no-untyped-def]
-        report = self.report
         size = self.config.batch_size
         by_section: dict[str, list[tuple[str, list[tuple[_Pending, dict[str, Any]]]]]] = defaultdict(list)
         for (section, learner), entries in groups.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -902,9 +902,5 @@ def _use_raw_batch_arguments(schema: strawberry.Schema) -> None:
 
 
 def export_sdl(settings: Settings | None = None) -> str:
-    from hub.config import Settings as _Settings
+    return build_schema(settings or Settings()).as_str() + "\n"
 
-    return build_schema(settings or _Settings()).as_str() + "\n"
-
-
-__all__ = ["Iterator", "Awaitable", "build_schema", "export_sdl"]

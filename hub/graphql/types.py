@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import strawberry
-from strawberry.scalars import JSON
 
 from hub.records import models as record_models
 from hub.records.service import OpenEntry
@@ -561,5 +560,3 @@ class AccessRequestConnection:
     nodes: list[AccessRequest]
     page_info: PageInfo
 
-
-__all__ = ["JSON"]
