@@ -1,6 +1,7 @@
 """Profile one benchmark request type in-process with pyinstrument (``python -m bench.profile``).
 
     python -m bench.profile read|ingest|fanout [--database sqlite|postgres] [--n 200] [--html out.html]
+    python -m bench.profile read --compare-executor [--rounds 15]   # lean vs graphql-core executor, interleaved
 
 Uses the database and manifest a previous ``make bench`` generated under data/bench/.
 """
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -35,6 +38,10 @@ async def main() -> None:
     p.add_argument("--flat", action="store_true", help="also list functions by own time")
     p.add_argument("--cpu", action="store_true", help="no profiler: report CPU and wall time per request")
     p.add_argument("--statements", action="store_true", help="no profiler: time every SQL statement")
+    p.add_argument("--compare-executor", action="store_true",
+                   help="no profiler: CPU per request with hub/graphql/execution.py's executor vs graphql-core's, "
+                        "interleaved in rounds of --n requests (same process, same data)")
+    p.add_argument("--rounds", type=int, default=15)
     args = p.parse_args()
     work = ROOT / "data" / "bench"
     if args.database == "sqlite":
@@ -45,6 +52,11 @@ async def main() -> None:
     settings = Settings(environment="development", database_url=url, issuer="http://127.0.0.1:8150", data_dir=work,
                         signing_key_file=work / "jwt-signing-key.pem", pseudonym_key_hex=PSEUDONYM_KEY_HEX,
                         benchmark_bypass_consent=args.bypass)
+    import hub.app
+
+    schemas: list[Any] = []
+    build = hub.app.build_schema
+    hub.app.build_schema = lambda s: schemas.append(build(s)) or schemas[-1]  # type: ignore[assignment]
     app = create_app(settings)
     bench = manifest.providers[0]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8150") as http:
@@ -74,6 +86,25 @@ async def main() -> None:
                 r = await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
                 assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
 
+        if args.compare_executor:
+            from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+            from hub.graphql.execution import LeanExecutionContext
+
+            executors = {"lean": LeanExecutionContext, "graphql-core": StrawberryGraphQLCoreExecutionContext}
+            spent: dict[str, list[float]] = {name: [] for name in executors}
+            for _ in range(args.rounds):
+                for name, executor in executors.items():
+                    schemas[0].execution_context_class = executor
+                    cpu0 = time.process_time()
+                    await run()
+                    spent[name].append((time.process_time() - cpu0) / (args.n - first) * 1000)
+            medians = {name: statistics.median(values) for name, values in spent.items()}
+            print(f"{args.what} on {args.database}, {args.rounds} interleaved rounds of {args.n - first} requests, "
+                  f"median CPU ms per request (in-process): "
+                  + ", ".join(f"{name} {ms:.2f}" for name, ms in medians.items())
+                  + f"; lean/graphql-core = {medians['lean'] / medians['graphql-core']:.2f}")
+            return
         if args.statements:
             # Time every SQL statement of the measured requests (cursor events on the app's engine).
             import collections

@@ -39,6 +39,7 @@ from consent import Action, DenyReason, parse_scope
 from consent.sections import UnknownSection
 from consent.pseudonyms import looks_like_pairwise_id
 from hub.config import Settings
+from hub.graphql.execution import LeanExecutionContext, mark_plain_fields
 from hub.graphql import credentials as credential_types
 from hub.graphql import inputs, types
 from hub.graphql.context import Context
@@ -862,8 +863,10 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             CommitOperation,
         ],
         scalar_overrides={datetime: _DATETIME},
+        execution_context_class=LeanExecutionContext,
     )
     _use_raw_batch_arguments(schema)
+    mark_plain_fields(schema._schema)
     return schema
 
 

@@ -1,0 +1,213 @@
+"""A leaner field executor for the provider API: plain fields skip the resolver machinery.
+
+Profiling the profile read (badges, skills and 50 activities: ~1,300 output fields) showed about
+40 % of its CPU inside graphql-core's per-field execution: a ``GraphQLResolveInfo`` and a
+``Path`` for every field, Strawberry's basic-field wrapper, then the ``complete_value``
+dispatch — for fields that are nothing but ``getattr(source, name)``. Most of a record read is
+such fields (ids, timestamps, names, scores, and the plain objects and lists holding them).
+
+``LeanExecutionContext.execute_fields`` recognises Strawberry's "basic" fields (no resolver, no
+field extensions, no arguments, no directives on the selection) and completes them inline with
+the steps graphql-core would take (GraphQL spec §6.4.3 CompleteValue):
+- scalar/enum (possibly non-null): ``serialize(getattr(...))``;
+- object type without ``is_type_of`` (possibly non-null): the sub-selection on the value;
+- list of such objects (possibly non-null at both levels): the sub-selection on each item.
+Errors keep graphql-core's semantics: a leaf that is ``None`` where non-null, fails to
+serialise or holds an exception is handed to graphql-core's own ``execute_field``; an error
+inside a sub-selection goes through graphql-core's ``handle_field_error`` with the same path, so
+null propagation and error paths are unchanged. Resolver fields are executed by graphql-core.
+Behaviour is pinned by the whole GraphQL test suite, which runs through this executor, and by
+tests/hub/test_lean_execution.py (same results and errors as graphql-core's own executor).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from graphql import (
+    GraphQLEnumType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    Undefined,
+)
+from graphql.pyutils import Path, gather_with_cancel
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+_PLAIN = "_kinfolio_plain"
+LEAF, OBJECT, LIST = "leaf", "object", "list"
+_GENERIC = object()  # "let graphql-core execute this field"
+
+
+class PlainField(NamedTuple):
+    kind: str  # LEAF | OBJECT | LIST (of objects)
+    attribute: str
+    nullable: bool
+    serialize: Any = None  # LEAF
+    object_type: GraphQLObjectType | None = None  # OBJECT, LIST items
+    item_type: Any = None  # LIST: the declared item type (maybe non-null)
+    item_nullable: bool = True
+
+
+def _unwrap(type_: Any) -> tuple[Any, bool]:
+    return (type_.of_type, False) if isinstance(type_, GraphQLNonNull) else (type_, True)
+
+
+def _plain_object(type_: Any) -> bool:
+    return isinstance(type_, GraphQLObjectType) and type_.is_type_of is None
+
+
+def plain_field(field: Any) -> PlainField | None:
+    definition = (field.extensions or {}).get("strawberry-definition")
+    # Strawberry marks its basic-field wrapper ``_is_default``: no resolver, no permission
+    # classes, no field extensions (strawberry/schema/schema_converter.py).
+    if definition is None or not getattr(field.resolve, "_is_default", False) or field.args:
+        return None
+    type_, nullable = _unwrap(field.type)
+    if isinstance(type_, GraphQLScalarType | GraphQLEnumType):
+        return PlainField(LEAF, definition.python_name, nullable, serialize=type_.serialize)
+    if _plain_object(type_):
+        return PlainField(OBJECT, definition.python_name, nullable, object_type=type_)
+    if isinstance(type_, GraphQLList):
+        item, item_nullable = _unwrap(type_.of_type)
+        if _plain_object(item):
+            return PlainField(LIST, definition.python_name, nullable, object_type=item,
+                              item_type=type_.of_type, item_nullable=item_nullable)
+    return None
+
+
+def mark_plain_fields(schema: GraphQLSchema) -> int:
+    """Tag every plain field of the schema with how to complete it directly; returns the count."""
+    marked = 0
+    for named in schema.type_map.values():
+        if isinstance(named, GraphQLObjectType) and not named.name.startswith("__"):
+            for field in named.fields.values():
+                plain = plain_field(field)
+                if plain is not None:
+                    setattr(field, _PLAIN, plain)
+                    marked += 1
+    return marked
+
+
+class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    def execute_fields(  # type: ignore[override]
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: Any,
+        position_context: Any,
+    ) -> Any:
+        # Field middleware (a Strawberry extension implementing ``resolve``) sees every field:
+        # then graphql-core executes them all. Strawberry passes an empty manager otherwise.
+        if (self.middleware_manager is not None and self.middleware_manager.middlewares) or source_value is None:
+            return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+        fields = parent_type.fields
+        results: dict[str, Any] = {}
+        awaitables: list[str] = []
+        try:
+            for response_name, field_details_list in grouped_field_set.items():
+                result = self._execute_plain(parent_type, fields, source_value, path, response_name,
+                                             field_details_list, position_context)
+                if result is _GENERIC:
+                    # graphql-core executes it, in selection order (the first non-null error wins).
+                    result = self.execute_field(parent_type, source_value, field_details_list,
+                                                Path(path, response_name, parent_type.name), position_context)
+                    if result is Undefined:
+                        continue
+                results[response_name] = result
+                if self.is_awaitable(result):
+                    awaitables.append(response_name)
+        except Exception:
+            if awaitables:
+                self.settle_in_background([results[name] for name in awaitables])
+            raise
+        if not awaitables:
+            return results
+
+        async def settled() -> dict[str, Any]:
+            values = await gather_with_cancel(*(results[name] for name in awaitables))
+            results.update(zip(awaitables, values, strict=True))
+            return results
+
+        return settled()
+
+    def _execute_plain(
+        self, parent_type: GraphQLObjectType, fields: Any, source_value: Any, path: Path | None, response_name: str,
+        field_details_list: Any, position_context: Any,
+    ) -> Any:
+        """The field's completed value, or ``_GENERIC`` when graphql-core must execute it."""
+        node = field_details_list[0].node
+        field = fields.get(node.name.value)
+        plain: PlainField | None = getattr(field, _PLAIN, None) if field is not None else None
+        if plain is None or node.arguments or node.directives:
+            return _GENERIC
+        value = getattr(source_value, plain.attribute, Undefined)
+        if value is None or value is Undefined:
+            return None if plain.nullable else _GENERIC
+        if plain.kind == LEAF:
+            if isinstance(value, Exception):
+                return _GENERIC
+            try:
+                serialized = plain.serialize(value)
+            except Exception:  # noqa: BLE001 - graphql-core reports it, with its path
+                return _GENERIC
+            return _GENERIC if serialized is None or serialized is Undefined else serialized
+        if plain.kind == LIST and not (
+            isinstance(value, list | tuple) and (plain.item_nullable or all(v is not None for v in value))
+        ):
+            return _GENERIC
+        field_path = Path(path, response_name, parent_type.name)
+        try:
+            if plain.kind == OBJECT:
+                completed = self.collect_and_execute_subfields(
+                    plain.object_type, field_details_list, field_path, value, position_context)
+            else:
+                completed = self._complete_plain_list(plain, field_details_list, field_path, value, position_context)
+        except Exception as raw_error:  # noqa: BLE001 - graphql-core's own error handling
+            self.handle_field_error(raw_error, field.type, field_details_list, field_path)
+            return None
+        if self.is_awaitable(completed):
+            return self._guarded(completed, field.type, field_details_list, field_path)
+        return completed
+
+    def _complete_plain_list(
+        self, plain: PlainField, field_details_list: Any, path: Path, items: Any, position_context: Any,
+    ) -> Any:
+        completed: list[Any] = []
+        pending: list[int] = []
+        for index, item in enumerate(items):
+            if item is None:  # only reached when items are nullable
+                completed.append(None)
+                continue
+            item_path = path.add_key(index, None)
+            try:
+                value = self.collect_and_execute_subfields(
+                    plain.object_type, field_details_list, item_path, item, position_context)
+            except Exception as raw_error:  # noqa: BLE001
+                self.handle_field_error(raw_error, plain.item_type, field_details_list, item_path)
+                value = None
+            if self.is_awaitable(value):
+                value = self._guarded(value, plain.item_type, field_details_list, item_path)
+                pending.append(index)
+            completed.append(value)
+        if not pending:
+            return completed
+
+        async def settled() -> list[Any]:
+            values = await gather_with_cancel(*(completed[index] for index in pending))
+            for index, value in zip(pending, values, strict=True):
+                completed[index] = value
+            return completed
+
+        return settled()
+
+    async def _guarded(self, awaitable: Any, return_type: Any, field_details_list: Any, path: Path) -> Any:
+        try:
+            return await awaitable
+        except Exception as raw_error:  # noqa: BLE001
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+
