@@ -340,6 +340,18 @@ class PageQuery:
     kind: str | None = None
 
 
+async def _core_rows(session: AsyncSession, query: Any) -> list[Any]:
+    """Rows of a table-column select on the session's transaction, through Core, not the ORM.
+
+    Pages are read-only plain rows; the ORM execution path (compile state, per-row loading) was
+    the largest remaining database-side cost of the profile read after the GraphQL executor
+    (BENCHMARKS.md). The connection does not autoflush: pending disclosure-log rows are written
+    at commit, not before a read.
+    """
+    connection = await session.connection()
+    return list(await connection.execute(query))
+
+
 def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-def]
     """The newest-first, keyset-paginated query of one learner's page (first + 1 rows)."""
     model = SECTION_MODELS[spec.section]
@@ -422,9 +434,7 @@ async def list_entries(
     """
     if (spec.own_only, spec.data_from) != (access.own_only, access.data_from):
         raise ValueError("the page spec does not match the consent decision")
-    # Pending disclosure-log rows need not be flushed before reading entries (written at commit).
-    with session.no_autoflush:
-        rows = list(await session.execute(_page_select(spec, learner_id)))
+    rows = await _core_rows(session, _page_select(spec, learner_id))
     return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
                            data_keys=data_keys)
 
@@ -440,8 +450,7 @@ async def list_pages(
     which has no LATERAL, gets a UNION ALL of the single-learner queries.
     """
     if len(learner_ids) == 1:
-        with session.no_autoflush:
-            rows = list(await session.execute(_page_select(spec, learner_ids[0])))
+        rows = await _core_rows(session, _page_select(spec, learner_ids[0]))
         pages = {learner_ids[0]: _as_page(spec, rows)}
         return {i: await open_page(session=session, section=spec.section, learner_id=i, page=p, data_keys=data_keys)
                 for i, p in pages.items()}
@@ -453,8 +462,7 @@ async def list_pages(
     else:
         branches = [select(_page_select(spec, i).subquery().c) for i in learner_ids]
         query = select(*union_all(*branches).subquery().c)
-    with session.no_autoflush:
-        rows = list(await session.execute(query))
+    rows = await _core_rows(session, query)
     grouped: dict[UUID, list[Any]] = {i: [] for i in learner_ids}
     for row in rows:
         grouped[row.learner_id].append(row)
