@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+
+from pydantic.alias_generators import to_camel
 from datetime import datetime
 from typing import Any
 
@@ -241,39 +243,11 @@ class LearnerBatchInput:
 
 
 def as_plain(value: Any) -> Any:
-    """Strawberry input -> plain dicts for pydantic (omitted optionals become None)."""
-    if isinstance(value, dict):
-        return _python_keys(value)
-    return dataclasses.asdict(value)
+    """Strawberry input -> plain dicts under the GraphQL names, as graphql-core hands the batch
+    mutations their entries, so pydantic reports every error path in the client's own names
+    (omitted optionals become None)."""
+    return dataclasses.asdict(value, dict_factory=_graphql_names)
 
 
-def _graphql_to_python_names() -> dict[str, str]:
-    from strawberry.utils.str_converters import to_camel_case
-
-    names: dict[str, str] = {}
-    for candidate in list(globals().values()):
-        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate) and candidate.__module__ == __name__:
-            for f in dataclasses.fields(candidate):
-                camel = to_camel_case(f.name)
-                if names.setdefault(camel, f.name) != f.name:  # pragma: no cover - a naming clash
-                    raise RuntimeError(f"GraphQL input name {camel!r} maps to two Python names")
-    return names
-
-
-_PYTHON_NAME: dict[str, str] = {}
-
-
-def _python_keys(value: Any) -> Any:
-    """An input value as graphql-core coerced it (GraphQL field names) -> Python field names.
-
-    The batch mutations read their arguments in this raw form (see ``schema.RawBatchArguments``):
-    building 1,000 nested Strawberry input objects and copying them back with ``asdict`` cost
-    more than validating and storing the batch.
-    """
-    if not _PYTHON_NAME:
-        _PYTHON_NAME.update(_graphql_to_python_names())
-    if isinstance(value, dict):
-        return {_PYTHON_NAME.get(k, k): _python_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_python_keys(v) for v in value]
-    return value
+def _graphql_names(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {to_camel(key): item for key, item in items}

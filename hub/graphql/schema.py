@@ -554,7 +554,7 @@ def _validate_batch(info: GInfo, section: str, items: list[Any], argument: str) 
     validated, problems = [], []
     for index, item in enumerate(items):
         try:
-            validated.append(model.model_validate(inputs.as_plain(item)))
+            validated.append(model.model_validate(item if isinstance(item, dict) else inputs.as_plain(item)))
         except ValidationError as exc:
             problems.extend(
                 {"path": [argument, index, *err["loc"]], "message": err["msg"]} for err in exc.errors(include_url=False)

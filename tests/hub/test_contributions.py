@@ -138,7 +138,7 @@ async def test_activity_result_round_trips(client, engine, setup):
 
 BAD_ACTIVITY_BATCHES = {
     "timestamp without timezone": ([activity(1), {**activity(2), "timestamp": "2026-01-01T10:00:00"}], "timestamp"),
-    "over-long string": ([activity(1), {**activity(2), "sourceId": "x" * 201}], "source_id"),
+    "over-long string": ([activity(1), {**activity(2), "sourceId": "x" * 201}], "sourceId"),
     "verb id not an IRI": ([{**activity(1), "verb": {"id": "completed", "display": "completed"}}], "verb"),
     "scaled score out of range": ([activity(1, result={"score": {"scaled": 1.5}})], "scaled"),
     "bad ISO duration": ([activity(1, result={"duration": "90 minutes"})], "duration"),

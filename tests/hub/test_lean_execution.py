@@ -150,3 +150,36 @@ def test_fast_path_serves_plain_fields_and_keeps_error_paths() -> None:
     assert data == {"page": {"maybeItems": [{"id": "1", "count": 2, "slow": "slow-1", "mustScore": {"scaled": 0.5}},
                                             None]}}
     assert errors == [("Int cannot represent non-integer value: 'not a number'", ("page", "maybeItems", 1, "count"))]
+
+
+def test_pydantic_aliases_are_the_graphql_input_names() -> None:
+    """Batch entries reach pydantic under their GraphQL names (no key rewriting): every input
+    field's GraphQL name must be the alias pydantic expects, or extra="forbid" would refuse it."""
+    from hub.graphql.schema import build_schema
+    from hub.config import Settings
+    from schemas.records import SECTION_INPUTS
+
+    graphql_types = build_schema(Settings())._schema.type_map
+    checked = 0
+    for model in SECTION_INPUTS.values():
+        for nested in [model, *_nested_models(model)]:
+            graphql_type = graphql_types.get(nested.__name__.replace("Create", "") + "Input")
+            if graphql_type is None:
+                continue
+            aliases = {f.alias or name for name, f in nested.model_fields.items()}
+            assert set(graphql_type.fields) <= aliases, nested.__name__
+            checked += 1
+    assert checked >= 3
+
+
+def _nested_models(model: Any) -> list[Any]:
+    from pydantic import BaseModel
+
+    found: list[Any] = []
+    for field in model.model_fields.values():
+        for arg in [field.annotation, *getattr(field.annotation, "__args__", ())]:
+            for inner in [arg, *getattr(arg, "__args__", ())]:
+                if isinstance(inner, type) and issubclass(inner, BaseModel) and inner not in found:
+                    found.append(inner)
+                    found.extend(m for m in _nested_models(inner) if m not in found)
+    return found

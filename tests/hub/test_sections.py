@@ -216,9 +216,9 @@ async def test_time_range_filters_the_sections_date(client, world, section):
         ("pathways", {"hours": -1}, ["hours"]),
         ("service", {"endedAt": at(-5)}, []),
         ("service", {"verifier": {"name": "X", "email": "no-at-sign"}}, ["verifier", "email"]),
-        ("projects", {"linkedSkills": [{"label": "X", "frameworkUri": "https://f.example.org"}]}, ["linked_skills", 0]),
+        ("projects", {"linkedSkills": [{"label": "X", "frameworkUri": "https://f.example.org"}]}, ["linkedSkills", 0]),
         ("support_needs", {"description": ""}, ["description"]),
-        ("wellbeing", {"measuredAt": "2026-03-01T00:00:00"}, ["measured_at"]),
+        ("wellbeing", {"measuredAt": "2026-03-01T00:00:00"}, ["measuredAt"]),
         ("conduct", {"resolution": {"status": "RESOLVED"}}, ["resolution"]),
     ],
 )
