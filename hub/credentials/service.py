@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.config import Settings
 from hub.credentials import dataintegrity, export, statuslist, vcjwt
 from hub.credentials.contexts import ContextLoader
-from hub.credentials.keys import IssuerKey, load_issuer_key
+from hub.credentials.keys import CredentialKeys, IssuerKey, KeyFormatError, load_credential_keys
 from hub.credentials.models import HeldCredential, IssuedCredential
+from hub.credentials.trust import KeyFetcher, TrustedIssuers, TrustFileError, http_fetch
 from hub.credentials.verify import ResolvedKey, Resolver, VerificationResult, issuer_id_of, verify_credential
 from hub.records.models import Activity, Badge, SkillAssessment
 
@@ -35,8 +36,15 @@ class CredentialsNotConfigured(ValueError):
 @dataclass(frozen=True)
 class CredentialKit:
     settings: Settings
-    key: IssuerKey
+    keys: CredentialKeys
     loader: ContextLoader
+    issuers: TrustedIssuers = field(default_factory=TrustedIssuers.empty)
+    fetch: KeyFetcher | None = http_fetch  # only for key URLs the operator allowed (trust.py)
+
+    @property
+    def key(self) -> IssuerKey:
+        """The Ed25519 key: Data Integrity proofs, and the issuer's identifiers."""
+        return self.keys.ed25519
 
     @property
     def base(self) -> str:
@@ -44,7 +52,8 @@ class CredentialKit:
 
     def sign(self, credential: dict[str, Any], fmt: Format, now: datetime) -> dict[str, Any] | str:
         if fmt == "jwt":
-            return vcjwt.sign(credential, self.key)
+            # OB 3.0 §8.2.4.1: RS256 by default (KINFOLIO_CREDENTIAL_JWT_ALG selects Ed25519).
+            return vcjwt.sign(credential, self.keys.jwt_signer)
         return dataintegrity.sign(credential, private_key=self.key.private,
                                   verification_method=self.key.verification_method, loader=self.loader, created=now)
 
@@ -56,8 +65,13 @@ def kit_from_settings(settings: Settings) -> CredentialKit:
         )
     if not settings.jsonld_contexts_dir.is_dir():
         raise CredentialsNotConfigured(f"KINFOLIO_JSONLD_CONTEXTS_DIR {settings.jsonld_contexts_dir} is not a directory")
-    return CredentialKit(settings=settings, key=load_issuer_key(settings),
-                         loader=ContextLoader(settings.jsonld_contexts_dir))
+    try:
+        keys = load_credential_keys(settings)
+        issuers = TrustedIssuers.load(settings.trusted_issuers_file)
+    except (KeyFormatError, TrustFileError) as exc:
+        raise CredentialsNotConfigured(str(exc)) from exc
+    return CredentialKit(settings=settings, keys=keys, loader=ContextLoader(settings.jsonld_contexts_dir),
+                         issuers=issuers)
 
 
 # -- status lists ------------------------------------------------------------------------------
@@ -75,7 +89,8 @@ async def signed_status_list(session: AsyncSession, kit: CredentialKit, list_num
 
 def resolver_for(session: AsyncSession, kit: CredentialKit, now: datetime,
                  trusted: Sequence[ResolvedKey] = ()) -> Resolver:
-    """Keys: this hub's, did:key, ``trusted``. Status lists: this hub's, read from the database."""
+    """Keys: this hub's (current and previous), did:key, ``trusted``, the operator's trusted issuers.
+    Status lists: this hub's, read from the database."""
     prefix = statuslist.list_url(kit.base, 0)[:-1]
 
     async def status_lists(url: str) -> dict[str, Any] | None:
@@ -83,7 +98,8 @@ def resolver_for(session: AsyncSession, kit: CredentialKit, now: datetime,
             return None
         return await signed_status_list(session, kit, int(url[len(prefix):]), now)
 
-    return Resolver(own=kit.key, trusted=trusted, status_lists=status_lists)
+    return Resolver(own_keys=kit.keys, trusted=trusted, status_lists=status_lists, issuers=kit.issuers,
+                    fetch=kit.fetch)
 
 
 async def verify(session: AsyncSession, kit: CredentialKit, data: dict[str, Any] | str, now: datetime,
