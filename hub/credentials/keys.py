@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -304,3 +305,32 @@ def load_credential_keys(settings: Settings) -> CredentialKeys:
     ed = load_issuer_key(settings)
     return CredentialKeys(ed25519=ed, rsa=load_rsa_key(settings), jwt_alg=settings.credential_jwt_alg,
                           previous=read_previous_keys(settings.resolved_credential_previous_keys_file, ed.issuer_id))
+
+
+def rotate_credential_key(settings: Settings, which: Literal["rsa", "ed25519"]) -> tuple[str, str]:
+    """Replace a file-held signing key: the old key's public JWK joins the previous-keys file
+    (still published, still verifiable), a new key is written to the key file. Returns
+    (old kid, new kid). Keys given as PEM settings are rotated by the operator instead: set the
+    new PEM and add the old public key to ``KINFOLIO_CREDENTIAL_PREVIOUS_KEYS_FILE``."""
+    if (settings.credential_rsa_key_pem if which == "rsa" else settings.credential_key_pem):
+        raise KeyFormatError(f"the {which} key comes from a PEM setting: set the new PEM yourself and add the old "
+                             "public key to KINFOLIO_CREDENTIAL_PREVIOUS_KEYS_FILE")
+    keys = load_credential_keys(settings)
+    old = keys.rsa if which == "rsa" else keys.ed25519
+    previous_file = settings.resolved_credential_previous_keys_file
+    previous = [k for k in keys.previous if k["kid"] != old.kid] + [old.jwk()]
+    _write_private(previous_file, (json.dumps({"keys": previous}, indent=2) + "\n").encode())
+    key_file = settings.resolved_credential_rsa_key_file if which == "rsa" else settings.resolved_credential_key_file
+    _write_private(key_file, generate_rsa_private_pem() if which == "rsa" else generate_private_pem())
+    fresh = load_credential_keys(settings)
+    return old.kid, (fresh.rsa if which == "rsa" else fresh.ed25519).kid
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write atomically (a 0600 temporary file renamed over ``path``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)

@@ -11,6 +11,7 @@ when ``KINFOLIO_CREDENTIAL_JWT_ALG=Ed25519``. Verification accepts ``RS256``, ``
 
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from datetime import datetime
@@ -87,14 +88,23 @@ def import_jwk(jwk: dict[str, Any]) -> OKPKey | ECKey | RSAKey:
     cls = {"OKP": OKPKey, "EC": ECKey, "RSA": RSAKey}.get(kty)  # type: ignore[arg-type]
     if cls is None:
         raise JwtError(f"unsupported JWK key type {kty!r}")
+    if kty == "RSA":
+        bits = _rsa_bits(jwk.get("n"))
+        if bits < RSA_MIN_BITS:
+            raise JwtError(f"RSA key of {bits} bits refused (RS256 needs {RSA_MIN_BITS} or more, RFC 7518 §3.3)")
     try:
-        key = cls.import_key({k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")})
+        return cls.import_key({k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")})
     except (JoseError, ValueError, TypeError) as exc:
         raise JwtError(f"bad JWK: {exc}") from exc
-    if isinstance(key, RSAKey) and key.raw_value.key_size < RSA_MIN_BITS:
-        raise JwtError(f"RSA key of {key.raw_value.key_size} bits refused (RS256 needs {RSA_MIN_BITS} or more, "
-                       "RFC 7518 §3.3)")
-    return key
+
+
+def _rsa_bits(modulus: Any) -> int:
+    if not isinstance(modulus, str):
+        raise JwtError("bad JWK: an RSA key needs n")
+    try:
+        return int.from_bytes(base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4)), "big").bit_length()
+    except ValueError as exc:
+        raise JwtError(f"bad JWK: n is not base64url ({exc})") from exc
 
 
 def verify_signature(token: str, key: OKPKey | ECKey | RSAKey) -> dict[str, Any]:
