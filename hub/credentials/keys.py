@@ -274,27 +274,29 @@ def issuer_id_for(settings: Settings) -> str:
     return f"{settings.issuer.rstrip('/')}/credentials/issuer"
 
 
-def load_issuer_key(settings: Settings) -> IssuerKey:
-    if settings.credential_key_pem:
-        pem = settings.credential_key_pem.encode()
-    elif settings.credential_key_file or settings.environment == "production":
-        pem = settings.resolved_credential_key_file.read_bytes()
+def _private_key(pem: str | None, file: Path | None, resolved_file: Path, settings: Settings,
+                 generate: Any) -> Any:
+    """A PEM setting, else the key file (required in production), else one generated on first use."""
+    if pem:
+        data = pem.encode()
+    elif file or settings.environment == "production":
+        data = resolved_file.read_bytes()
     else:
-        pem = read_or_create(settings.resolved_credential_key_file, generate_private_pem)
-    key = serialization.load_pem_private_key(pem, password=None)
+        data = read_or_create(resolved_file, generate)
+    return serialization.load_pem_private_key(data, password=None)
+
+
+def load_issuer_key(settings: Settings) -> IssuerKey:
+    key = _private_key(settings.credential_key_pem, settings.credential_key_file,
+                       settings.resolved_credential_key_file, settings, generate_private_pem)
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFormatError("the credential signing key must be an Ed25519 private key (PKCS#8 PEM)")
     return IssuerKey(private=key, issuer_id=issuer_id_for(settings), name=settings.credential_issuer_name)
 
 
 def load_rsa_key(settings: Settings) -> RsaIssuerKey:
-    if settings.credential_rsa_key_pem:
-        pem = settings.credential_rsa_key_pem.encode()
-    elif settings.credential_rsa_key_file or settings.environment == "production":
-        pem = settings.resolved_credential_rsa_key_file.read_bytes()
-    else:
-        pem = read_or_create(settings.resolved_credential_rsa_key_file, generate_rsa_private_pem)
-    key = serialization.load_pem_private_key(pem, password=None)
+    key = _private_key(settings.credential_rsa_key_pem, settings.credential_rsa_key_file,
+                       settings.resolved_credential_rsa_key_file, settings, generate_rsa_private_pem)
     if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < RSA_MIN_BITS:
         raise KeyFormatError(f"the VC-JWT signing key must be an RSA private key of at least {RSA_MIN_BITS} bits "
                              "(PKCS#8 PEM)")
