@@ -65,7 +65,10 @@ def all_scopes() -> list[str]:
     return sorted(scope_for(s.name, a) for s in catalogue().values() for a in s.actions)
 
 
-# 1EdTech scope URIs (Open Badges 3.0 §6.3 "Scopes"; CLR 2.0 §6.3, same names under /clr/v2p0/).
+# 1EdTech scope URIs (Open Badges 3.0 §6 "Open Badges API"; CLR 2.0 §6, the same four names under
+# /spec/clr/v2p0/scope/: credential.readonly, credential.upsert, profile.readonly, profile.update —
+# checked against the spec: there is no "clr.readonly"/"clr.upsert"; CLR 1.0's readonly/replace/
+# delete scopes are not CLR 2.0's).
 # Each is an alias of ONE Kinfolio section scope: granting it on the consent page creates exactly
 # that section grant, so the family's consent is the same whatever vocabulary the app speaks.
 OB_SCOPE_PREFIX = "https://purl.imsglobal.org/spec/ob/v3p0/scope/"

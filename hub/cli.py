@@ -883,6 +883,26 @@ def _format(value: str) -> Any:
     return value
 
 
+@credentials_app.command("rotate-key")
+def credentials_rotate_key(
+    key: Annotated[str, typer.Option("--key", help="rsa (the RS256 VC-JWT key) or ed25519 (Data Integrity).")] = "rsa",
+) -> None:
+    """Replace a credential signing key. The old key stops signing but stays published in the
+    issuer's JWKS and profile, so every credential it signed keeps verifying. Restart the server
+    (or its workers) to sign with the new key."""
+    from hub.credentials.keys import KeyFormatError, rotate_credential_key
+
+    if key not in ("rsa", "ed25519"):
+        _fail("--key must be rsa or ed25519")
+    try:
+        old, new = rotate_credential_key(get_settings(), key)  # type: ignore[arg-type]
+    except (KeyFormatError, OSError, ValueError) as exc:
+        _fail(str(exc))
+        raise
+    typer.echo(f"signing with {new}")
+    typer.echo(f"{old} no longer signs; it stays published and verifiable")
+
+
 @credentials_app.command("verify")
 def credentials_verify(file: Path, trust_key: TrustOption = None,
                        as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False) -> None:

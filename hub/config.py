@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     # from this directory (contexts-index.json maps URL -> file), each pinned by SHA-256.
     credential_key_file: Path | None = None
     credential_key_pem: str | None = None
+    # The RSA key (PKCS#8 PEM, 2048 bits or more) that signs VC-JWT with RS256, the algorithm
+    # OB 3.0 §8.2.4.1 requires as a minimum; generated under data_dir in development.
+    # CREDENTIAL_JWT_ALG=Ed25519 signs VC-JWT with the Ed25519 key instead.
+    credential_rsa_key_file: Path | None = None
+    credential_rsa_key_pem: str | None = None
+    credential_jwt_alg: Literal["RS256", "Ed25519"] = "RS256"
+    # Replaced credential keys (a JWKS of public keys): still published and verifiable.
+    # Default: data_dir/credential-previous-keys.json when it exists.
+    credential_previous_keys_file: Path | None = None
+    # Foreign issuers whose keys the operator trusts (JSON or YAML; see hub/credentials/trust.py).
+    trusted_issuers_file: Path | None = None
     credential_issuer_name: str = "Kinfolio"
     jsonld_contexts_dir: Path | None = None
 
@@ -144,6 +155,9 @@ class Settings(BaseSettings):
                 raise ValueError("production requires KINFOLIO_SIGNING_KEY_PEM or KINFOLIO_SIGNING_KEY_FILE")
             if not (self.credential_key_pem or self.credential_key_file):
                 raise ValueError("production requires KINFOLIO_CREDENTIAL_KEY_PEM or KINFOLIO_CREDENTIAL_KEY_FILE")
+            if not (self.credential_rsa_key_pem or self.credential_rsa_key_file):
+                raise ValueError("production requires KINFOLIO_CREDENTIAL_RSA_KEY_PEM or KINFOLIO_CREDENTIAL_RSA_KEY_FILE "
+                                 "(the RS256 VC-JWT key, OB 3.0 §8.2.4.1)")
             if not self.database_url:
                 raise ValueError("production requires KINFOLIO_DATABASE_URL")
             if not self.pseudonym_key_hex:
@@ -173,6 +187,14 @@ class Settings(BaseSettings):
     @property
     def resolved_credential_key_file(self) -> Path:
         return self.credential_key_file or self.data_dir / "credential-signing-key.pem"
+
+    @property
+    def resolved_credential_rsa_key_file(self) -> Path:
+        return self.credential_rsa_key_file or self.data_dir / "credential-rsa-key.pem"
+
+    @property
+    def resolved_credential_previous_keys_file(self) -> Path:
+        return self.credential_previous_keys_file or self.data_dir / "credential-previous-keys.json"
 
     @property
     def signing_keyring_file(self) -> Path:

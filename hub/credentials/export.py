@@ -62,7 +62,7 @@ def _evidence(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def badge_credential(badge: Badge, *, credential_id: UUID, learner_id: UUID, issuer: dict[str, Any],
-                     status: dict[str, Any] | None) -> dict[str, Any]:
+                     status: dict[str, Any] | None, subject_id: str | None = None) -> dict[str, Any]:
     achievement: dict[str, Any] = {
         "id": badge.achievement_id or _urn("achievement", badge.issuer_id, badge.name),
         "type": ["Achievement"],
@@ -89,7 +89,7 @@ def badge_credential(badge: Badge, *, credential_id: UUID, learner_id: UUID, iss
         # under OB 3.0's equality rule (same issuer.id + id, newer validFrom wins).
         "validFrom": iso(badge.updated_at),
         "awardedDate": iso(badge.awarded_at),
-        "credentialSubject": {"id": learner_subject_id(learner_id), "type": ["AchievementSubject"],
+        "credentialSubject": {"id": subject_id or learner_subject_id(learner_id), "type": ["AchievementSubject"],
                               "achievement": achievement},
     }
     if badge.evidence:
@@ -171,7 +171,8 @@ def activity_achievements(summaries: Sequence[ActivitySummary]) -> list[tuple[di
 
 
 def achievement_credential(achievement: dict[str, Any], subject_extra: dict[str, Any], *, learner_id: UUID,
-                           issuer: dict[str, Any], valid_from: datetime, status: dict[str, Any] | None) -> dict[str, Any]:
+                           issuer: dict[str, Any], valid_from: datetime, status: dict[str, Any] | None,
+                           subject_id: str | None = None) -> dict[str, Any]:
     credential: dict[str, Any] = {
         "@context": [CRED_V2, OB_CONTEXT],
         "id": _urn("credential", str(learner_id), achievement["id"], iso(valid_from)),
@@ -179,7 +180,7 @@ def achievement_credential(achievement: dict[str, Any], subject_extra: dict[str,
         "name": achievement["name"],
         "issuer": issuer,
         "validFrom": iso(valid_from),
-        "credentialSubject": {"id": learner_subject_id(learner_id), "type": ["AchievementSubject"],
+        "credentialSubject": {"id": subject_id or learner_subject_id(learner_id), "type": ["AchievementSubject"],
                               "achievement": achievement, **subject_extra},
     }
     if status:
@@ -201,8 +202,9 @@ def associations(badges: Sequence[Badge], skills: list[dict[str, Any]], badge_ac
 
 def clr_credential(*, credential_id: UUID, learner_id: UUID, issuer: dict[str, Any], now: datetime,
                    credentials: list[Any], achievements: list[dict[str, Any]], association: list[dict[str, Any]],
-                   status: dict[str, Any] | None, name: str = "Comprehensive Learner Record") -> dict[str, Any]:
-    subject: dict[str, Any] = {"id": learner_subject_id(learner_id), "type": ["ClrSubject"],
+                   status: dict[str, Any] | None, name: str = "Comprehensive Learner Record",
+                   subject_id: str | None = None) -> dict[str, Any]:
+    subject: dict[str, Any] = {"id": subject_id or learner_subject_id(learner_id), "type": ["ClrSubject"],
                                "verifiableCredential": credentials}
     if achievements:
         subject["achievement"] = achievements

@@ -90,7 +90,7 @@ def _verify_ob2(token: str | None, doc: dict[str, Any], resolver: Resolver, now:
         result.checks.append(Check("issuer key", False, "verification.creator names no key"))
         return result
     try:
-        key = resolver.key(creator)
+        key = resolver.key(creator, _ob2_issuer(doc, None))
     except KeyResolutionError as exc:
         result.checks.append(Check("issuer key", False, str(exc)))
         return result

@@ -1,8 +1,10 @@
 """Public, unauthenticated credential endpoints: what anyone needs to verify what the hub signed.
 
-- ``GET /credentials/issuer``: the issuer Profile, also the controller document of its key
-  (``verificationMethod`` / ``assertionMethod``: VC Data Integrity §2.2 "Verification methods").
-- ``GET /credentials/jwks.json``: the same key as a JWK whose ``kid`` is the VC-JWT ``kid``.
+- ``GET /credentials/issuer``: the issuer Profile, also the controller document of its keys
+  (``verificationMethod`` / ``assertionMethod``: VC Data Integrity §2.2 "Verification methods"):
+  the Ed25519 Multikey, the RSA JsonWebKey and every previous key.
+- ``GET /credentials/jwks.json``: the same keys as JWKs whose ``kid`` is the VC-JWT ``kid``
+  (OB 3.0 §8.2.4.1: the ``kid`` "can be dereferenced to an object of type JWK").
 - ``GET /credentials/status/{n}``: the signed BitstringStatusListCredential (Bitstring Status
   List v1.0 §2.2), built from the database on each request (cacheable for a few minutes).
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from hub.credentials.keys import IssuerKey, load_issuer_key
+from hub.credentials.keys import CredentialKeys, KeyFormatError, load_credential_keys
 from hub.credentials.service import CredentialKit, CredentialsNotConfigured, kit_from_settings, signed_status_list
 from hub.db import utcnow
 
@@ -29,14 +31,14 @@ def credential_kit(request: Request) -> CredentialKit:
     return kit
 
 
-def issuer_key(request: Request) -> IssuerKey:
+def issuer_keys(request: Request) -> CredentialKeys:
     kit = getattr(request.app.state, "credential_kit", None)
     if kit is not None:
-        return kit.key
-    key = getattr(request.app.state, "credential_key", None)
-    if key is None:
-        key = request.app.state.credential_key = load_issuer_key(request.app.state.hub.settings)
-    return key
+        return kit.keys
+    keys = getattr(request.app.state, "credential_keys", None)
+    if keys is None:
+        keys = request.app.state.credential_keys = load_credential_keys(request.app.state.hub.settings)
+    return keys
 
 
 def _unavailable(exc: Exception) -> JSONResponse:
@@ -45,14 +47,20 @@ def _unavailable(exc: Exception) -> JSONResponse:
 
 @router.get("/issuer")
 async def issuer_profile(request: Request) -> JSONResponse:
-    key = issuer_key(request)
-    return JSONResponse(key.profile(), media_type=JSON_LD, headers={"Cache-Control": "public, max-age=3600"})
+    try:
+        keys = issuer_keys(request)
+    except KeyFormatError as exc:
+        return _unavailable(exc)
+    return JSONResponse(keys.profile(), media_type=JSON_LD, headers={"Cache-Control": "public, max-age=3600"})
 
 
 @router.get("/jwks.json")
 async def issuer_jwks(request: Request) -> JSONResponse:
-    key = issuer_key(request)
-    return JSONResponse({"keys": [key.jwk()]}, headers={"Cache-Control": "public, max-age=3600"})
+    try:
+        keys = issuer_keys(request)
+    except KeyFormatError as exc:
+        return _unavailable(exc)
+    return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=3600"})
 
 
 @router.get("/status/{list_number}")

@@ -3,13 +3,15 @@
 §8.2.4.1 JOSE header: ``alg``, ``kid`` (a URI that dereferences to the public JWK), ``typ``.
 §8.2.4.2 payload: the credential itself plus the registered claims ``iss`` (issuer.id),
 ``jti`` (id), ``nbf`` (validFrom), ``exp`` (validUntil) and ``sub`` (credentialSubject.id).
-The hub signs with its Ed25519 key, ``alg`` ``Ed25519`` (RFC 9864, the fully-specified name of
-EdDSA over Ed25519); verification also accepts ``EdDSA``, ``ES256`` and ``RS256`` (the
-algorithm OB 3.0 requires verifiers to support).
+§8.2.4.1: "The signing algorithm MUST be "RS256" as a minimum": the hub signs with its RSA key
+(``RS256``, 2048 bits or more) by default, or with its Ed25519 key (``alg`` ``Ed25519``, RFC 9864)
+when ``KINFOLIO_CREDENTIAL_JWT_ALG=Ed25519``. Verification accepts ``RS256``, ``ES256``,
+``Ed25519`` and ``EdDSA``; RSA keys under 2048 bits are refused (RFC 7518 §3.3).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from datetime import datetime
@@ -19,10 +21,9 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from hub.credentials.keys import IssuerKey
+from hub.credentials.keys import RSA_MIN_BITS, IssuerKey, RsaIssuerKey
 
-SIGNING_ALG = "Ed25519"
-ACCEPTED_ALGS = ["Ed25519", "EdDSA", "ES256", "RS256"]
+ACCEPTED_ALGS = ["RS256", "ES256", "Ed25519", "EdDSA"]
 
 
 class JwtError(Exception):
@@ -62,12 +63,12 @@ def registered_claims(credential: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
-def sign(credential: dict[str, Any], key: IssuerKey) -> str:
+def sign(credential: dict[str, Any], key: IssuerKey | RsaIssuerKey) -> str:
+    """§8.2.4.1 JOSE header (``alg``, ``kid``, ``typ`` and nothing else) over the §8.2.4.2 payload."""
     payload = {k: v for k, v in credential.items() if k != "proof"} | registered_claims(credential)
-    private = OKPKey.import_key(key.private)
-    header = {"alg": SIGNING_ALG, "kid": key.verification_method, "typ": "JWT"}
-    return jws.serialize_compact(header, json.dumps(payload, separators=(",", ":")).encode(), private,
-                                 algorithms=[SIGNING_ALG])
+    header = {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
+    return jws.serialize_compact(header, json.dumps(payload, separators=(",", ":")).encode(), key.jose_key(),
+                                 algorithms=[key.alg])
 
 
 def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -87,10 +88,23 @@ def import_jwk(jwk: dict[str, Any]) -> OKPKey | ECKey | RSAKey:
     cls = {"OKP": OKPKey, "EC": ECKey, "RSA": RSAKey}.get(kty)  # type: ignore[arg-type]
     if cls is None:
         raise JwtError(f"unsupported JWK key type {kty!r}")
+    if kty == "RSA":
+        bits = _rsa_bits(jwk.get("n"))
+        if bits < RSA_MIN_BITS:
+            raise JwtError(f"RSA key of {bits} bits refused (RS256 needs {RSA_MIN_BITS} or more, RFC 7518 §3.3)")
     try:
         return cls.import_key({k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")})
     except (JoseError, ValueError, TypeError) as exc:
         raise JwtError(f"bad JWK: {exc}") from exc
+
+
+def _rsa_bits(modulus: Any) -> int:
+    if not isinstance(modulus, str):
+        raise JwtError("bad JWK: an RSA key needs n")
+    try:
+        return int.from_bytes(base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4)), "big").bit_length()
+    except ValueError as exc:
+        raise JwtError(f"bad JWK: n is not base64url ({exc})") from exc
 
 
 def verify_signature(token: str, key: OKPKey | ECKey | RSAKey) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 ``verify_credential`` never raises for bad input: every problem becomes a failed ``Check`` with
 the reason, so the CLI and the API can say what was checked and why it failed.
 
-Keys are resolved offline only (nothing is fetched): ``did:key`` identifiers (self-certifying),
-the hub's own keys, and keys the caller explicitly trusts (Multikey / controller documents /
-JWKS, e.g. ``kinfolio credentials verify --trust-key FILE``).
+Keys are resolved offline: ``did:key`` identifiers (self-certifying), the hub's own keys
+(current and previous), keys the caller explicitly trusts (Multikey / controller documents /
+JWKS, e.g. ``kinfolio credentials verify --trust-key FILE``) and the keys of the operator's
+trusted issuers (``hub.credentials.trust``). The one exception: a key URL the operator allowed
+for the credential's issuer (``key_urls``) is fetched before verifying (``Resolver.prefetch``).
 """
 
 from __future__ import annotations
@@ -13,16 +15,25 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from joserfc.jwk import OKPKey
 
 from hub.credentials import dataintegrity, statuslist, vcjwt
 from hub.credentials.contexts import CanonicalizationError, ContextError, ContextLoader
-from hub.credentials.keys import IssuerKey, KeyFormatError, public_key_from_multibase
+from hub.credentials.keys import (
+    CredentialKeys,
+    IssuerKey,
+    KeyFormatError,
+    ed25519_from_jwk,
+    public_key_from_multibase,
+)
+
+if TYPE_CHECKING:
+    from hub.credentials.trust import KeyFetcher, TrustedIssuers
 
 StatusListFetcher = Callable[[str], Awaitable[dict[str, Any] | None]]
 MAX_DEPTH = 2  # a CLR embeds credentials; those embed nothing further we verify
@@ -79,20 +90,70 @@ def trusted_keys_from(document: Any) -> list[ResolvedKey]:
     return [_from_multikey(document)]
 
 
+def _own_key(jwk: dict[str, Any], controller: str) -> ResolvedKey:
+    if jwk.get("kty") == "OKP":
+        return ResolvedKey(jwk["kid"], controller, public=ed25519_from_jwk(jwk))
+    return ResolvedKey(jwk["kid"], controller, jwk=jwk)
+
+
 @dataclass
 class Resolver:
-    """Where keys and status lists come from. Nothing here touches the network."""
+    """Where keys and status lists come from. Only ``prefetch`` may touch the network, and only
+    for key URLs the operator allowed for the credential's issuer."""
 
     own: IssuerKey | None = None
     trusted: Sequence[ResolvedKey] = ()
     status_lists: StatusListFetcher | None = None
+    own_keys: CredentialKeys | None = None
+    issuers: TrustedIssuers | None = None
+    fetch: KeyFetcher | None = None
+    _fetched: dict[str, ResolvedKey] = field(default_factory=dict)
+    _fetch_errors: dict[str, str] = field(default_factory=dict)
 
-    def key(self, vm_id: str) -> ResolvedKey:
+    def _offline(self, vm_id: str) -> ResolvedKey | None:
         if self.own is not None and vm_id == self.own.verification_method:
             return ResolvedKey(vm_id, self.own.issuer_id, public=self.own.public)
+        if self.own_keys is not None:
+            jwk = self.own_keys.public_keys().get(vm_id)
+            if jwk is not None:
+                return _own_key(jwk, self.own_keys.issuer_id)
         for key in self.trusted:
             if key.id == vm_id:
                 return key
+        if self.issuers is not None:
+            listed = self.issuers.key(vm_id)
+            if listed is not None:
+                return listed
+        return self._fetched.get(vm_id)
+
+    async def prefetch(self, vm_id: str, issuer: str | None) -> None:
+        """Fetch ``vm_id`` when it is not known offline and the operator allowed its URL for
+        ``issuer``; the key is then controlled by that issuer. Failures are kept as the reason."""
+        if self.issuers is None or self.fetch is None or self._offline(vm_id) is not None:
+            return
+        rule = self.issuers.fetch_rule(vm_id, issuer)
+        if rule is None:
+            return
+        from hub.credentials.trust import key_from_document
+
+        url = vm_id.split("#", 1)[0]
+        try:
+            key = key_from_document(await self.fetch(url), vm_id)
+            if key.jwk is not None:
+                vcjwt.import_jwk(key.jwk)  # refuse unusable keys (e.g. short RSA) here, with the reason
+        except (KeyResolutionError, vcjwt.JwtError) as exc:
+            self._fetch_errors[vm_id] = str(exc)
+        except Exception as exc:  # network errors of any kind: the key is simply not available
+            self._fetch_errors[vm_id] = f"fetching {url} failed: {type(exc).__name__}: {exc}"
+        else:
+            self._fetched[vm_id] = replace(key, controller=rule.id)
+
+    def key(self, vm_id: str, issuer: str | None = None) -> ResolvedKey:
+        found = self._offline(vm_id)
+        if found is not None:
+            return found
+        if vm_id in self._fetch_errors:
+            raise KeyResolutionError(self._fetch_errors[vm_id])
         if vm_id.startswith("did:key:"):
             # did:key v0.7 §3.1.3: the method-specific id is the Multikey itself.
             did, _, fragment = vm_id.partition("#")
@@ -103,6 +164,8 @@ class Resolver:
                 return ResolvedKey(vm_id, did, public=public_key_from_multibase(multibase))
             except (KeyFormatError, ValueError) as exc:
                 raise KeyResolutionError(f"{vm_id}: {exc}") from exc
+        if self.issuers is not None:
+            raise KeyResolutionError(self.issuers.why_not(vm_id, issuer))
         raise KeyResolutionError(
             f"cannot resolve {vm_id!r} offline (only did:key, this hub's keys and explicitly trusted keys)"
         )
@@ -178,6 +241,7 @@ async def verify_credential(
     data: dict[str, Any] | str, *, loader: ContextLoader, resolver: Resolver, now: datetime,
     check_status: bool = True, _depth: int = 0,
 ) -> VerificationResult:
+    await _prefetch_keys(data, resolver)
     if isinstance(data, str):
         result = _verify_jwt(data, resolver)
     elif isinstance(data, dict):
@@ -193,6 +257,24 @@ async def verify_credential(
     if _depth < MAX_DEPTH - 1:
         await _check_embedded(credential, loader, resolver, now, check_status, _depth, result.checks)
     return result
+
+
+async def _prefetch_keys(data: Any, resolver: Resolver) -> None:
+    """The keys this credential names, fetched first where the operator allowed it (the checks
+    below are synchronous and never fetch)."""
+    try:
+        if isinstance(data, str):
+            header, payload = vcjwt.unverified_parts(data)
+            wanted, issuer = [header.get("kid")], issuer_id_of(payload)
+        elif isinstance(data, dict):
+            wanted, issuer = [p.get("verificationMethod") for p in dataintegrity.proofs_of(data)], issuer_id_of(data)
+        else:
+            return
+    except (vcjwt.JwtError, dataintegrity.ProofError):
+        return  # reported by the checks
+    for vm_id in wanted:
+        if isinstance(vm_id, str):
+            await resolver.prefetch(vm_id, issuer)
 
 
 def _types(credential: dict[str, Any]) -> list[str]:
@@ -240,7 +322,7 @@ def _verify_ldp(document: dict[str, Any], loader: ContextLoader, resolver: Resol
             checks.append(Check("proof", False, "proof has no verificationMethod"))
             continue
         try:
-            key = resolver.key(vm)
+            key = resolver.key(vm, issuer)
         except KeyResolutionError as exc:
             checks.append(Check("issuer key", False, str(exc)))
             continue
@@ -273,7 +355,7 @@ def _verify_jwt(token: str, resolver: Resolver) -> VerificationResult:
         checks.append(Check("proof", False, "no key to verify the JWS with"))
         return result
     try:
-        key = resolver.key(kid)
+        key = resolver.key(kid, issuer_id_of(payload))
     except KeyResolutionError as exc:
         checks.append(Check("issuer key", False, str(exc)))
         checks.append(Check("proof", False, "no key to verify the JWS with"))

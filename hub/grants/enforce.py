@@ -53,6 +53,11 @@ class ProviderAccess:
     def provider_id(self) -> UUID:
         return self._token.provider_id
 
+    @property
+    def token_scopes(self) -> frozenset[str]:
+        """The scopes of the token this access was presented with (to choose what to ask for)."""
+        return frozenset(self._token.scopes)
+
     async def preload(self, learner_ids: list[UUID]) -> None:
         """Load this provider's grants for a batch of learners in one indexed query."""
         missing = [i for i in learner_ids if i not in self._grants]

@@ -4,7 +4,8 @@ An OpenAPI 3.0 document naming this Host's endpoints, its privacy policy
 (``info.x-imssf-privacyPolicyUrl``) and its ``OAuth2ACG`` security scheme: the hub's
 authorization, token and refresh URLs, the dynamic registration URL
 (``x-imssf-registrationUrl``, RFC 7591 in the OB 3.0 profile) and the exact scope URIs
-(1EdTech Security Framework 1.1 §4.1).
+(1EdTech Security Framework 1.1 §4.1; OB 3.0 §6 / CLR 2.0 §6: ``credential.readonly``,
+``credential.upsert``, ``profile.readonly``, ``profile.update`` under each spec's ``/scope/``).
 """
 
 from __future__ import annotations

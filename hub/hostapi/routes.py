@@ -33,11 +33,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action, DenyReason
-from consent.sections import CLR_SCOPE_PREFIX, OB_SCOPE_PREFIX, ims_equivalents
+from consent.sections import CLR_SCOPE_PREFIX, OB_SCOPE_PREFIX, ims_equivalents, scope_for
 from hub.credentials import vcjwt
 from hub.credentials.importer import ImportRefused, import_credential
 from hub.credentials.routes import credential_kit
-from hub.credentials.service import CredentialsNotConfigured
+from hub.credentials.service import ClrView, CredentialsNotConfigured, clr_view_id
 from hub.credentials.verify import load_input
 from hub.db import utcnow
 from hub.grants.enforce import AccessDenied, LearnerNotFound, ProviderAccess
@@ -48,6 +48,10 @@ from hub.oauth.service import pairwise_of
 from hub.records import service as record_service
 
 PREFIXES = {"ob": ("/ims/ob/v3p0", OB_SCOPE_PREFIX), "clr": ("/ims/clr/v2p0", CLR_SCOPE_PREFIX)}
+# The fresh ClrCredential of getCredentials also carries these sections when the token holds
+# their Kinfolio read scope (the 1EdTech scopes name credentials and profile only) and the
+# family's grants allow it, decided exactly as on GraphQL.
+CLR_RECORD_SECTIONS = ("skills", "activities")
 MAX_BODY_BYTES = 2_000_000
 # The codeMinor field's name: "the identity of the system that has produced the code minor status
 # code report" (Imsx_CodeMinorField).
@@ -104,7 +108,10 @@ async def _protected(request: Request, binding: str, handler: Handler) -> Respon
             # tokens, which the family bound to one learner, can use it.
             return status_info(403, "forbidden", "this API needs a token from the authorization-code flow "
                                                  "(bound to one learner)")
-        scoped = replace(token, scopes=ims_equivalents(token.scopes, PREFIXES[binding][1]))
+        scopes = ims_equivalents(token.scopes, PREFIXES[binding][1])
+        if binding == "clr":
+            scopes |= token.scopes & {scope_for(s, Action.READ) for s in CLR_RECORD_SECTIONS}
+        scoped = replace(token, scopes=scopes)
         access = ProviderAccess(session=session, token=scoped, now=utcnow())
         try:
             response = await handler(session, access, token.learner_id, token)
@@ -208,10 +215,17 @@ def make_router(binding: str) -> APIRouter:
             since = _since(request)
             allowed = await access.authorize(learner_id, "badges", Action.READ)
             kit = _kit(request)
+            subject_id = await _subject(session, token, learner_id)
+            view = await _record_view(access, kit, learner_id, token, subject_id, allowed) if binding == "clr" else None
             page = await service.list_credentials(
                 session=session, kit=kit, binding=binding, access=allowed, learner_id=learner_id,  # type: ignore[arg-type]
-                provider_id=token.provider_id, limit=limit, offset=offset, since=since, now=access.now)
-            access.disclosed(learner_id, "badges", Action.READ, page.count)
+                provider_id=token.provider_id, limit=limit, offset=offset, since=since, now=access.now,
+                subject_id=subject_id, view=view)
+            fresh = 1 if page.record_counts else 0
+            access.disclosed(learner_id, "badges", Action.READ, page.count - fresh + page.record_counts.get("badges", 0))
+            for section in (view.decisions if view is not None else ()):
+                if section != "badges":
+                    access.disclosed(learner_id, section, Action.READ, page.record_counts.get(section, 0))
             body: dict[str, Any] = {}
             if page.credential:
                 body["credential"] = page.credential
@@ -302,6 +316,22 @@ def _kit(request: Request):  # type: ignore[no-untyped-def]
         return credential_kit(request)
     except CredentialsNotConfigured as exc:
         raise HostError(503, "server_busy", f"credentials are not configured on this hub: {exc}") from None
+
+
+async def _record_view(access: ProviderAccess, kit: Any, learner_id: UUID, token: TokenContext, subject_id: str,
+                       badges: Any) -> ClrView:
+    """The sections of the fresh ClrCredential: badges (already allowed), and each record section
+    the token carries the read scope of, when the live grants allow it (a refusal is logged and
+    the section left out, as a refused GraphQL field is null)."""
+    decisions = {"badges": badges}
+    for section in CLR_RECORD_SECTIONS:
+        if scope_for(section, Action.READ) in access.token_scopes:
+            try:
+                decisions[section] = await access.authorize(learner_id, section, Action.READ)
+            except AccessDenied:
+                continue
+    return ClrView(provider_id=token.provider_id, decisions=decisions, subject_id=subject_id,
+                   credential_id=clr_view_id(kit, learner_id, token.provider_id))
 
 
 async def _subject(session: AsyncSession, token: TokenContext, learner_id: UUID) -> str:

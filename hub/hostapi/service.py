@@ -8,8 +8,13 @@
    ``credential``, VC-JWT ones in ``compactJwsString`` (OB 3.0 §6.2.1 GetOpenBadgeCredentialsResponse).
 
 The OB binding lists OB credentials (badges and held ``OpenBadgeCredential`` /
-``AchievementCredential``); the CLR binding lists held ``ClrCredential`` s.
+``AchievementCredential``). The CLR binding lists, first, the learner's current record as a
+freshly generated, signed ``ClrCredential`` (``hub.credentials.service.ClrView``: only the
+sections this provider's live grants let it read, its pairwise subject id, a stable id per
+learner and provider, ``validFrom`` now; left out when it would embed nothing, as
+``ClrSubject.verifiableCredential`` needs one), then the held ``ClrCredential`` s.
 Offset paging walks the concatenation of the two lists with one ``OFFSET/LIMIT`` per table.
+Credentials the hub signs name the learner by the reader's pairwise id, never the hub's own id.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Allowed
 from hub.credentials.models import HeldCredential
-from hub.credentials.service import CredentialKit, badge_credential
+from hub.credentials.service import ClrView, CredentialKit, badge_credential, clr_credential, clr_has_content
 from hub.records import service as record_service
 from hub.records.models import Badge
 from schemas import records as record_schemas
@@ -43,6 +48,8 @@ class CredentialPage:
     total: int
     credential: list[dict[str, Any]] = field(default_factory=list)
     compact_jws: list[str] = field(default_factory=list)
+    # Entries the fresh ClrCredential on this page disclosed, per section (for the log).
+    record_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -75,24 +82,32 @@ def _held_filter(binding: Binding, access: Allowed, learner_id: UUID, provider_i
 
 async def list_credentials(
     *, session: AsyncSession, kit: CredentialKit, binding: Binding, access: Allowed, learner_id: UUID,
-    provider_id: UUID, limit: int, offset: int, since: datetime | None, now: datetime,
+    provider_id: UUID, limit: int, offset: int, since: datetime | None, now: datetime, subject_id: str,
+    view: ClrView | None = None,
 ) -> CredentialPage:
     held_where = _held_filter(binding, access, learner_id, provider_id, since)
     badge_where = _badge_filter(access, learner_id, provider_id, since) if binding == "ob" else None
-    badge_total = (await session.execute(select(func.count()).select_from(Badge).where(*badge_where))).scalar_one() \
-        if badge_where is not None else 0
+    if badge_where is not None:
+        leading = (await session.execute(select(func.count()).select_from(Badge).where(*badge_where))).scalar_one()
+    else:  # CLR: the fresh record, when it has something to say (and is not filtered out by since)
+        leading = int(view is not None and (since is None or since <= now) and
+                      await clr_has_content(session, learner_id, view))
     held_total = (await session.execute(select(func.count()).select_from(HeldCredential).where(*held_where))).scalar_one()
-    page = CredentialPage(total=badge_total + held_total)
-    if badge_where is not None and offset < badge_total:
+    page = CredentialPage(total=leading + held_total)
+    if badge_where is not None and offset < leading:
         badges = (await session.execute(select(Badge).where(*badge_where).order_by(Badge.awarded_at, Badge.id)
                                         .offset(offset).limit(limit))).scalars()
         for badge in badges:
-            signed = await badge_credential(session, kit, badge, now, "ldp")
+            signed = await badge_credential(session, kit, badge, now, "ldp", subject_id=subject_id)
             assert isinstance(signed, dict)
             page.credential.append(signed)
+    elif view is not None and offset < leading:
+        fresh = await clr_credential(session, kit, learner_id, now, view=view, counts=page.record_counts)
+        assert isinstance(fresh, dict)
+        page.credential.append(fresh)
     remaining = limit - page.count
     if remaining > 0:
-        held_offset = max(0, offset - badge_total)
+        held_offset = max(0, offset - leading)
         rows = (await session.execute(select(HeldCredential).where(*held_where).order_by(HeldCredential.id)
                                       .offset(held_offset).limit(remaining))).scalars()
         for row in rows:

@@ -126,8 +126,14 @@ async def test_status_list_and_issuer_are_served(engine, kit, family, client, ap
     assert (await client.get("/credentials/status/abc")).status_code == 422
     profile = (await client.get("/credentials/issuer")).json()
     jwks = (await client.get("/credentials/jwks.json")).json()
-    assert profile["id"] == kit.key.issuer_id and profile["assertionMethod"] == [kit.key.verification_method]
+    assert profile["id"] == kit.key.issuer_id
+    assert profile["assertionMethod"] == [kit.key.verification_method, kit.keys.rsa.kid]
+    assert profile["verificationMethod"][1] == {"id": kit.keys.rsa.kid, "type": "JsonWebKey",
+                                                "controller": kit.key.issuer_id,
+                                                "publicKeyJwk": {k: jwks["keys"][1][k] for k in ("kty", "n", "e")}}
     assert jwks["keys"][0]["kid"] == kit.key.verification_method and jwks["keys"][0]["crv"] == "Ed25519"
+    assert jwks["keys"][1]["kid"] == kit.keys.rsa.kid and jwks["keys"][1]["alg"] == "RS256"
+    assert not any("d" in k for k in jwks["keys"])  # never private material (OB 3.0 §8.2.4.1)
 
 
 async def test_import_round_trip_of_official_examples(engine, kit, family, examples_dir):

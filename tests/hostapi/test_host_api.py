@@ -257,10 +257,14 @@ async def test_clr_binding_upserts_and_lists_clr_credentials(client, host, engin
     assert created.status_code == 201, created.text
     assert (await client.post("/ims/clr/v2p0/credentials", json=clr, headers=_auth(token))).status_code == 200
     listed = await client.get("/ims/clr/v2p0/credentials", headers=_auth(token))
-    assert listed.status_code == 200 and listed.headers["x-total-count"] == "1"
+    assert listed.status_code == 200 and listed.headers["x-total-count"] == "2"
     body = listed.json()
     _schema(samples_dir, "clr_v2p0_getclrcredentialsresponse_schema.json").validate(body)
-    assert body["credential"] == [clr]
+    # The current record first (it embeds the achievement credentials the CLR brought), then the held CLR.
+    fresh, held = body["credential"]
+    assert fresh["issuer"]["id"] == f"{ISSUER}/credentials/issuer" and held == clr
+    embedded_ids = {c["id"] for c in fresh["credentialSubject"]["verifiableCredential"]}
+    assert embedded_ids == {c["id"] for c in clr["credentialSubject"]["verifiableCredential"]}
     profile = (await client.get("/ims/clr/v2p0/profile", headers=_auth(token))).json()
     _schema(samples_dir, "clr_v2p0_profile_schema.json").validate(profile)
     assert profile == {"id": f"urn:kinfolio:learner:{token['learner']}", "type": "Profile"}
@@ -289,3 +293,110 @@ async def test_a_scope_and_its_alias_make_one_grant(client, host, engine):
     async with engine.connect() as conn:
         rows = (await conn.execute(select(ConsentGrant.section, ConsentGrant.action))).all()
     assert [tuple(r) for r in rows] == [("badges", "read")]
+
+
+async def test_clr_get_offers_the_current_record_under_the_live_grants(client, host, engine, samples_dir, kit,
+                                                                     examples_dir):
+    """CLR 2.0 getCredentials: a fresh, signed ClrCredential of what this app may read, then held CLRs."""
+    from hub.credentials.service import verify
+
+    scopes = [*CLR_SCOPES, "skills:read"]  # no activities:read: activities stay out
+    app_client = await _register(client, scopes)
+    guardian = await make_guardian(engine)
+    await sign_in(client)
+    token = await _token(client, app_client, scopes)
+    await add_record(engine, SimpleNamespace(learner_id=guardian.learners[0]), badges=2)  # type: ignore[arg-type]
+    base = "/ims/clr/v2p0/credentials"
+    clr_schema = _schema(samples_dir, "clr_v2p0_clrcredential_schema.json")
+    list_schema = _schema(samples_dir, "clr_v2p0_getclrcredentialsresponse_schema.json")
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    first = await client.get(base, headers=_auth(token))
+    assert first.status_code == 200, first.text
+    assert first.headers["x-total-count"] == "1"
+    body = first.json()
+    list_schema.validate(body)
+    (record,) = body["credential"]
+    clr_schema.validate(record)
+    subject = record["credentialSubject"]
+    assert subject["id"] == f"urn:kinfolio:learner:{token['learner']}"  # pairwise, never the hub's own id
+    inner_subjects = {c["credentialSubject"]["id"] for c in subject["verifiableCredential"]}
+    assert inner_subjects == {subject["id"]}
+    types = sorted(a.get("achievementType", "badge") for a in subject["achievement"])
+    assert types == ["Competency", "Competency", "badge", "badge"]  # badges and skills, no activities
+    assert datetime.fromisoformat(record["validFrom"].replace("Z", "+00:00")) >= before
+    async with make_sessionmaker(engine)() as session:
+        verified = await verify(session, kit, record, datetime.now(UTC))
+    assert verified.ok, [c.line() for c in verified.checks]
+
+    # The same id on every call (equality dedup: same issuer.id + id, newer validFrom replaces).
+    again = (await client.get(base, headers=_auth(token))).json()["credential"][0]
+    assert again["id"] == record["id"] and again["validFrom"] >= record["validFrom"]
+
+    # A held CLR comes after the record; paging walks both with the right headers.
+    held = load(examples_dir / "clr2-testvector-signed-credential.json")
+    assert (await client.post(base, json=held, headers=_auth(token))).status_code == 201
+    page1 = await client.get(base, params={"limit": 1}, headers=_auth(token))
+    assert page1.headers["x-total-count"] == "2"
+    assert page1.json()["credential"][0]["id"] == record["id"]
+    assert f'<{ISSUER}{base}?limit=1&offset=1>; rel="next"' in page1.headers["link"]
+    page2 = await client.get(base, params={"limit": 1, "offset": 1}, headers=_auth(token))
+    assert page2.json() == {"credential": [held]} and 'rel="prev"' in page2.headers["link"]
+    assert 'rel="next"' not in page2.headers["link"]
+    future = await client.get(base, params={"since": "2999-01-01T00:00:00Z"}, headers=_auth(token))
+    assert future.headers["x-total-count"] == "0" and future.json() == {}
+
+    # The family revokes skills: the next call's record has no skills.
+    provider_id = await _provider_of(engine, app_client.client_id)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        assert await revoke_access(session=session, learner_id=guardian.learners[0], provider_id=provider_id,
+                                   revoked_by=guardian.id, now=datetime.now(UTC), section="skills") == 1
+    narrowed = (await client.get(base, params={"limit": 1}, headers=_auth(token))).json()["credential"][0]
+    clr_schema.validate(narrowed)
+    assert all(a.get("achievementType") != "Competency" for a in narrowed["credentialSubject"]["achievement"])
+    # ...and revoking badges refuses the next call outright.
+    async with make_sessionmaker(engine)() as session, session.begin():
+        await revoke_access(session=session, learner_id=guardian.learners[0], provider_id=provider_id,
+                            revoked_by=guardian.id, now=datetime.now(UTC), section="badges")
+    refused = await client.get(base, headers=_auth(token))
+    _assert_status_info(refused, 403, "forbidden", samples_dir)
+
+    async with engine.connect() as conn:
+        events = [tuple(e) for e in (await conn.execute(
+            select(DisclosureEvent.section, DisclosureEvent.outcome, DisclosureEvent.reason, DisclosureEvent.entry_count)
+            .where(DisclosureEvent.action == "read").order_by(DisclosureEvent.id))).all()]
+    assert ("skills", "allowed", None, 3) in events  # the three assessments behind two skills
+    assert ("skills", "denied", "grant_revoked", None) in events
+    assert ("badges", "denied", "grant_revoked", None) in events
+    assert not any(e[0] == "activities" for e in events)  # never asked: the token has no activities scope
+
+
+async def test_clr_get_needs_the_readonly_scope(client, host, engine, samples_dir):
+    """A token without credential.readonly gets no record, however the grants stand."""
+    scopes = [CLR + "credential.upsert"]
+    app_client = await _register(client, scopes)
+    guardian = await make_guardian(engine)
+    await sign_in(client)
+    token = await _token(client, app_client, scopes)
+    await add_record(engine, SimpleNamespace(learner_id=guardian.learners[0]), badges=2)  # type: ignore[arg-type]
+    listed = await client.get("/ims/clr/v2p0/credentials", headers=_auth(token))
+    # Token scope: contribute only, so credential.readonly is missing: refused (scope), nothing disclosed.
+    _assert_status_info(listed, 403, "forbidden", samples_dir)
+
+
+async def test_clr_scope_uris_are_the_specs(client, host):
+    """CLR 2.0 §6 (API) names the same four scopes as OB 3.0 under /spec/clr/v2p0/scope/; names
+    that are not the spec's (e.g. clr.readonly) are refused at registration."""
+    doc = (await client.get("/ims/clr/v2p0/discovery")).json()
+    scopes = doc["components"]["securitySchemes"]["OAuth2ACG"]["flows"]["authorizationCode"]["scopes"]
+    assert sorted(scopes) == sorted([
+        "https://purl.imsglobal.org/spec/clr/v2p0/scope/credential.readonly",
+        "https://purl.imsglobal.org/spec/clr/v2p0/scope/credential.upsert",
+        "https://purl.imsglobal.org/spec/clr/v2p0/scope/profile.readonly",
+        "https://purl.imsglobal.org/spec/clr/v2p0/scope/profile.update"])
+    for path, op, name in (("/credentials", "get", "credential.readonly"), ("/credentials", "post", "credential.upsert"),
+                           ("/profile", "get", "profile.readonly"), ("/profile", "put", "profile.update")):
+        assert doc["paths"][path][op]["security"] == [{"OAuth2ACG": [CLR + name]}]
+    for wrong in ("clr.readonly", "clr.upsert", "readonly"):
+        response = await client.post("/oauth/register", json=_metadata([CLR + wrong]))
+        assert response.status_code == 400 and response.json()["error"] == "invalid_client_metadata", response.text

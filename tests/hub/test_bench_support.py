@@ -27,6 +27,7 @@ PRODUCTION = dict(
     signing_key_pem="-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n",
     pseudonym_key_hex="ab" * 32,
     credential_key_pem="-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n",
+    credential_rsa_key_pem="-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n",
     session_secret_hex="cd" * 32,
     kek_hex="ef" * 32,
 )

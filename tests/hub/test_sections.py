@@ -583,7 +583,8 @@ async def test_deleting_a_learner_destroys_the_key_and_backups_die_with_the_kek(
 
 def test_production_requires_a_kek_and_keks_are_aes_256():
     base = dict(environment="production", database_url="postgresql+asyncpg://db/k", issuer="https://hub.example.org",
-                signing_key_pem="x", pseudonym_key_hex="00" * 32, credential_key_pem="x", session_secret_hex="00" * 32)
+                signing_key_pem="x", pseudonym_key_hex="00" * 32, credential_key_pem="x", credential_rsa_key_pem="x",
+                session_secret_hex="00" * 32)
     with pytest.raises(ValidationError, match="KINFOLIO_KEK_HEX"):
         Settings(**base)
     assert Settings(**base, kek_hex=KEK_A).kek_hex == KEK_A

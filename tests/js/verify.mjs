@@ -1,6 +1,8 @@
 // Independent verification of a credential with Digital Bazaar's libraries (jsonld.js for
 // RDFC-1.0, @noble Ed25519) or `jose` for VC-JWT. Reads a JSON job on stdin:
-//   {contextsDir, credential | jwt, controller (issuer profile), jwk}
+//   {contextsDir, credential | jwt, controller (issuer profile), jwk | jwks}
+// With jwks, the key is picked by the JWS header's kid (and alg), as a verifier dereferencing
+// the issuer's published keys would.
 // Prints {"verified": bool, "error": "..."}; contexts come only from contextsDir.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,9 +17,9 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 try {
   if (job.jwt) {
-    const key = await jose.importJWK(job.jwk, job.jwk.alg);
-    const {payload} = await jose.compactVerify(job.jwt, key);
-    out({verified: true, payload: JSON.parse(new TextDecoder().decode(payload))});
+    const key = job.jwks ? jose.createLocalJWKSet(job.jwks) : await jose.importJWK(job.jwk, job.jwk.alg);
+    const {payload, protectedHeader} = await jose.compactVerify(job.jwt, key);
+    out({verified: true, header: protectedHeader, payload: JSON.parse(new TextDecoder().decode(payload))});
   } else {
     const index = JSON.parse(fs.readFileSync(path.join(job.contextsDir, 'contexts-index.json'), 'utf8'));
     const controller = job.controller;
