@@ -320,3 +320,19 @@ async def test_connector_resumes_inside_a_source_and_rereads_a_changed_one(engin
     async with asgi_http(ob_app) as http:
         again = await run_instance(sessions=sessions, name="vp", http=http)
     assert (again.report.read, again.report.created, again.report.unchanged) == (3, 1, 2)
+
+
+async def test_a_clr_is_held_with_its_achievements_shown_as_badges(engine, ob_app, client, examples_dir):
+    provider = await make_provider(engine, "Badge Wallet", ["badges:contribute", "badges:read"])
+    family = await make_family(engine)
+    await grant(engine, family, provider, "badges", Action.CONTRIBUTE)
+    token = await get_token(client, provider)
+    learner = learner_id_for(family, provider)
+    clr = (examples_dir / "clr2-testvector-signed-credential.json").read_text()
+    inner = [c for c in json.loads(clr)["credentialSubject"]["verifiableCredential"] if isinstance(c, dict)]
+    result = (await gql(client, token, IMPORT, {"l": learner, "c": [clr]})).json()["data"]["importCredentials"]["results"][0]
+    assert (result["outcome"], result["kind"], result["included"]) == ("CREATED", "ClrCredential", len(inner))
+    assert len(result["badgeSourceIds"]) == len(inner) and result["reasons"] == []
+    nodes = (await gql(client, token, BADGES, {"l": learner})).json()["data"]["learner"]["badges"]["nodes"]
+    assert sorted(n["achievement"]["name"] for n in nodes) == sorted(
+        c["credentialSubject"]["achievement"]["name"] for c in inner)
