@@ -21,7 +21,6 @@ import strawberry
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info
 
-from consent import Action
 from hub.credentials.badges import NoBadge, badge_entry
 from hub.credentials.importer import ImportOutcome, ImportRefused, import_credential
 from hub.credentials.routes import credential_kit

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -28,21 +23,21 @@ from consent import Action
 from hub.credentials.keys import public_key_multibase
 from hub.credentials.models import HeldCredential
 from hub.credentials.service import badge_credential
-from hub.credentials.verify import trusted_keys_from
 from hub.db import make_sessionmaker
 from hub.links.service import link_learner
 from hub.records.models import Badge
+from tests.connectors.fakes import static_server
 from tests.connectors.helpers import SECRET_ENV, asgi_http, create, instance_config
 from tests.credentials.conftest import (  # noqa: F401  (pytest fixtures)
     add_record,
     contexts_dir,
     cred_settings,
+    credentials_app,
     credential_key_pem,
     examples_dir,
     kit,
     load,
     loader,
-    public_multikey,
 )
 from tests.factories import ProviderClient, get_token, gql, grant, learner_id_for, make_family, make_provider
 
@@ -54,18 +49,6 @@ IMPORT = """mutation($l: ID!, $c: [String!]!) { importCredentials(learnerId: $l,
 BADGES = """query($l: ID!) { learner(id: $l) { badges(first: 50) { nodes { sourceId awardedDate
   achievement { id name description image criteria { id narrative } alignments { targetName targetUrl targetCode } }
   issuer { id name url } } } } }"""
-
-
-@pytest.fixture
-async def ob_app(app, kit, examples_dir) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
-    """The app with credentials configured and the official test vectors' issuer keys trusted."""
-    app.state.credential_kit = kit
-    app.state.credential_trusted_keys = [
-        *trusted_keys_from(public_multikey(examples_dir / "ob3-testvector-multikey.json")),
-        *trusted_keys_from(public_multikey(examples_dir / "clr2-testvector-multikey.json")),
-    ]
-    yield app
-    del app.state.credential_trusted_keys
 
 
 async def badge_provider(engine, monkeypatch) -> ProviderClient:  # type: ignore[no-untyped-def]
@@ -100,36 +83,7 @@ def ob2_signed(*, issued: str = "2026-01-02T00:00:00Z", name: str = "Robotics", 
                                  algorithms=["Ed25519"])
 
 
-@contextmanager
-def serve(routes: dict[str, tuple[str, bytes]]) -> Iterator[str]:
-    """A small HTTP server for hosted assertions (port chosen by the OS)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path not in routes:
-                self.send_error(404)
-                return
-            content_type, body = routes[self.path]
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-async def test_import_credentials_holds_verifies_and_shows_badges(engine, ob_app, client, examples_dir):
+async def test_import_credentials_holds_verifies_and_shows_badges(engine, credentials_app, client, examples_dir):
     provider = await make_provider(engine, "Badge Wallet", ["badges:contribute", "badges:read"])
     family = await make_family(engine)
     await grant(engine, family, provider, "badges", Action.CONTRIBUTE)  # read_own lets it read its own back
@@ -180,7 +134,7 @@ async def test_import_credentials_holds_verifies_and_shows_badges(engine, ob_app
     assert held.document["badge"]["name"] == "Robotics II" and held.compact_jws == newer  # kept whole
 
 
-async def test_import_credentials_consent_and_limits(engine, ob_app, client, examples_dir):
+async def test_import_credentials_consent_and_limits(engine, credentials_app, client, examples_dir):
     provider = await make_provider(engine, "Badge Wallet", ["badges:contribute", "badges:read"])
     family = await make_family(engine)
     await grant(engine, family, provider, "badges", Action.READ)  # visible, but no contribute grant
@@ -208,7 +162,7 @@ async def _link(engine, provider: ProviderClient, family, system: str, external_
 
 
 async def test_connector_imports_files_and_urls_reports_and_is_idempotent(
-    engine, ob_app, client, kit, monkeypatch, tmp_path, examples_dir,
+    engine, credentials_app, client, kit, monkeypatch, tmp_path, examples_dir,
 ):
     provider = await badge_provider(engine, monkeypatch)
     kim = await make_family(engine, email="kim-parent@example.org")
@@ -239,7 +193,7 @@ async def test_connector_imports_files_and_urls_reports_and_is_idempotent(
     routes = {"/assertions/1": ("application/jose", ob2_signed().encode()),
               "/assertions/hosted": ("application/json", json.dumps(hosted).encode())}
     sessions = make_sessionmaker(engine)
-    with serve(routes) as base:
+    with static_server(routes) as base:
         source = {"sources": [
             {"learner": {"system": "oneroster", "external_id": "stu-1"},
              "paths": [str(backpack), str(tmp_path / "broken.json"), str(tmp_path / "hub-badge.jwt")],
@@ -247,7 +201,7 @@ async def test_connector_imports_files_and_urls_reports_and_is_idempotent(
             {"learner": {"system": "xapi", "external_id": "mailto:bo@example.org"}, "paths": [str(tmp_path / "bo.json")]},
         ], "page_size": 2}
         await create(engine, "backpacks", "open-badges", instance_config(provider, source))
-        async with asgi_http(ob_app) as http:
+        async with asgi_http(credentials_app) as http:
             first = await run_instance(sessions=sessions, name="backpacks", http=http)
         r = first.report
         assert first.status == "succeeded", first.error
@@ -270,17 +224,17 @@ async def test_connector_imports_files_and_urls_reports_and_is_idempotent(
         assert sorted(n["achievement"]["name"] for n in nodes) == ["Badge 0", "Badge 1", "Robotics", "Teamwork"]
 
         # Incremental: finished sources are unchanged, skipped; only the unreadable URL is tried again.
-        async with asgi_http(ob_app) as http:
+        async with asgi_http(credentials_app) as http:
             again = await run_instance(sessions=sessions, name="backpacks", http=http)
         assert (again.report.read, again.report.invalid, again.report.created) == (1, 1, 0)
         # A full re-read changes nothing: every imported credential is unchanged.
-        async with asgi_http(ob_app) as http:
+        async with asgi_http(credentials_app) as http:
             full = await run_instance(sessions=sessions, name="backpacks", http=http, full=True)
         assert (full.report.read, full.report.created, full.report.updated, full.report.unchanged) == (10, 0, 0, 4)
 
         # Bo's family consents: the next full run imports Bo's backpack, and only that.
         await grant(engine, bo, provider, "badges", Action.CONTRIBUTE)
-        async with asgi_http(ob_app) as http:
+        async with asgi_http(credentials_app) as http:
             after = await run_instance(sessions=sessions, name="backpacks", http=http, full=True)
         assert (after.report.created, after.report.unchanged, dict(after.report.refused)) == (1, 4, {})
     async with sessions() as session:
@@ -290,7 +244,7 @@ async def test_connector_imports_files_and_urls_reports_and_is_idempotent(
     assert (held, mirrored) == (5, 5)
 
 
-async def test_connector_resumes_inside_a_source_and_rereads_a_changed_one(engine, ob_app, monkeypatch, tmp_path, examples_dir):
+async def test_connector_resumes_inside_a_source_and_rereads_a_changed_one(engine, credentials_app, monkeypatch, tmp_path, examples_dir):
     provider = await badge_provider(engine, monkeypatch)
     kim = await make_family(engine)
     await _link(engine, provider, kim, "oneroster", "stu-1")
@@ -312,17 +266,17 @@ async def test_connector_resumes_inside_a_source_and_rereads_a_changed_one(engin
         from connectors.models import ConnectorInstance
 
         (await session.get(ConnectorInstance, "vp")).cursor = first_page.cursor
-    async with asgi_http(ob_app) as http:
+    async with asgi_http(credentials_app) as http:
         run = await run_instance(sessions=sessions, name="vp", http=http)
     assert (run.report.read, run.report.created) == (2, 2)
     # A changed export is read again from its start; what is held already is unchanged.
     export.write_text(export.read_text() + "\n")
-    async with asgi_http(ob_app) as http:
+    async with asgi_http(credentials_app) as http:
         again = await run_instance(sessions=sessions, name="vp", http=http)
     assert (again.report.read, again.report.created, again.report.unchanged) == (3, 1, 2)
 
 
-async def test_a_clr_is_held_with_its_achievements_shown_as_badges(engine, ob_app, client, examples_dir):
+async def test_a_clr_is_held_with_its_achievements_shown_as_badges(engine, credentials_app, client, examples_dir):
     provider = await make_provider(engine, "Badge Wallet", ["badges:contribute", "badges:read"])
     family = await make_family(engine)
     await grant(engine, family, provider, "badges", Action.CONTRIBUTE)
