@@ -58,7 +58,17 @@ class Retract:
     source_id: str
 
 
-Operation = Upsert | Retract
+@dataclass(frozen=True, slots=True)
+class ImportCredential:
+    """Hand one verifiable credential (JSON-LD text or compact JWS) to ``importCredentials`` for a
+    learner: the hub verifies it, holds it and shows it as a badge (Open Badges connector)."""
+
+    system: str
+    external_id: str
+    credential: str
+
+
+Operation = Upsert | Retract | ImportCredential
 
 
 class InvalidRecord(Exception):
@@ -131,5 +141,6 @@ def connector_class(kind: str) -> type[Connector]:
 
 
 def _load_builtin() -> None:
+    import connectors.openbadges  # noqa: F401
     import connectors.oneroster  # noqa: F401
     import connectors.xapi  # noqa: F401

@@ -50,7 +50,7 @@ def _load_config(value: str) -> dict[str, Any]:
 @sync_app.command("add")
 def sync_add(
     name: str,
-    kind: Annotated[str, typer.Option(help="xapi-file | xapi-lrs | oneroster-csv")],
+    kind: Annotated[str, typer.Option(help="xapi-file | xapi-lrs | oneroster-csv | open-badges")],
     config: Annotated[str, typer.Option(help="JSON, or @FILE holding JSON: {hub: {...}, source: {...}, ...}")],
 ) -> None:
     """Configure a connector instance (validated before it is stored)."""

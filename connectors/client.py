@@ -228,6 +228,18 @@ class HubClient:
         body = await self.graphql(document, variables)
         return _outcomes(body, len(calls))
 
+    async def import_credentials(self, calls: Sequence[tuple[str, list[str]]]) -> list[FieldOutcome]:
+        """Several learners' credentials in one request: one aliased ``importCredentials`` per learner."""
+        params, selections, variables = [], [], {}
+        for i, (learner, credentials) in enumerate(calls):
+            params.append(f"$l{i}: ID!, $c{i}: [String!]!")
+            selections.append(f"m{i}: importCredentials(learnerId: $l{i}, credentials: $c{i}) "
+                              "{ results { index outcome reasons badgeSourceIds } }")
+            variables[f"l{i}"] = learner
+            variables[f"c{i}"] = credentials
+        body = await self.graphql(f"mutation({', '.join(params)}) {{ {' '.join(selections)} }}", variables)
+        return _outcomes(body, len(calls))
+
     async def retract(self, section: str, source_ids: Sequence[str]) -> dict[str, int]:
         if section != "activities":
             raise HubError(f"retraction is only defined for activities, not {section}")

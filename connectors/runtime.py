@@ -25,12 +25,17 @@ import httpx
 from pydantic import ValidationError
 
 from connectors import state
-from connectors.base import Connector, InvalidRecord, MapContext, Retract, SourcePage, SourceRecord, Upsert, connector_class
+from connectors.base import (
+    Connector, ImportCredential, InvalidRecord, MapContext, Retract, SourcePage, SourceRecord, Upsert, connector_class,
+)
 from connectors.client import HubClient, camelize
 from connectors.report import RunReport
 from schemas import records as record_schemas
 
 Progress = Callable[[RunReport], Awaitable[None] | None]
+# importCredentials' limits per call (hub/graphql/credential_import.py)
+IMPORT_MAX_ITEMS = 100
+IMPORT_MAX_CHARS = 5_000_000
 
 
 @dataclass
@@ -86,6 +91,7 @@ class Sync:
         report = self.report
         upserts: list[tuple[_Pending, Upsert, dict[str, Any]]] = []
         retracts: list[tuple[_Pending, Retract]] = []
+        imports: list[tuple[_Pending, ImportCredential]] = []
         pendings: list[_Pending] = []
 
         def dead(p: _Pending, code: str, reason: str) -> None:
@@ -115,7 +121,7 @@ class Sync:
                         except ValidationError as exc:
                             raise InvalidRecord(_first_error(exc)) from None
                         checked.append((op, camelize(entry.model_dump(mode="json", exclude_none=True))))
-                    else:
+                    else:  # retractions and credentials: the hub validates (verifies) them
                         checked.append((op, None))
             except InvalidRecord as exc:
                 report.invalid += 1
@@ -125,30 +131,27 @@ class Sync:
             for op, payload in checked:
                 if isinstance(op, Upsert):
                     upserts.append((pending, op, payload))
+                elif isinstance(op, ImportCredential):
+                    imports.append((pending, op))
                 else:
                     retracts.append((pending, op))
 
-        await self._resolve({(op.system, op.external_id) for _, op, _ in upserts})
+        await self._resolve({(op.system, op.external_id) for _, op, _ in upserts}
+                            | {(op.system, op.external_id) for _, op in imports})
 
         # Group by (section, learner); within a page the last version of a source id wins.
         groups: dict[tuple[str, str], dict[str, tuple[_Pending, dict[str, Any]]]] = defaultdict(dict)
         for pending, op, payload in upserts:
-            status, learner = self._links.get((op.system, op.external_id), ("unknown", None))
-            if status == "consent_required":
-                report.refused["no_grant"] += 1
-                report.problem("refused", pending.record.ref, f"{op.section}: no_grant")
-            elif status != "linked" or learner is None:
-                report.held["unknown_learner"] += 1
-                reason = f"no learner is linked to {op.system} id {op.external_id!r} for this provider"
-                report.problem("held", pending.record.ref, reason)
-                dead(pending, "unknown_learner", reason)
-            else:
+            learner = self._linked(pending, op.system, op.external_id, op.section, dead)
+            if learner is not None:
                 group = groups[(op.section, learner)]
                 if payload["sourceId"] in group:
                     report.unchanged += 1  # superseded by a later version in the same page
                 group[payload["sourceId"]] = (pending, payload)
 
         await self._send(groups, dead)
+        if imports:
+            await self._import(imports, dead)
 
         if retracts:
             ids = list(dict.fromkeys(op.source_id for _, op in retracts))
@@ -167,21 +170,72 @@ class Sync:
             for start in range(0, len(items), size):
                 by_section[section].append((learner, items[start : start + size]))
         for section, calls in by_section.items():
-            requests: list[list[tuple[str, list[tuple[_Pending, dict[str, Any]]]]]] = []
-            current: list[tuple[str, list[tuple[_Pending, dict[str, Any]]]]] = []
-            count = 0
-            for call in calls:
-                if current and (len(current) >= self.config.calls_per_request or count + len(call[1]) > size):
-                    requests.append(current)
-                    current, count = [], 0
-                current.append(call)
-                count += len(call[1])
-            if current:
-                requests.append(current)
-            for request in requests:
+            for request in _pack(calls, self.config.calls_per_request, size, lambda items: len(items)):
                 outcomes = await self.hub.contribute(section, [(learner, [p for _, p in items]) for learner, items in request])
                 for (_learner, items), outcome in zip(request, outcomes, strict=True):
                     self._tally(section, items, outcome, dead)
+
+    def _linked(self, pending: _Pending, system: str, external_id: str, section: str, dead) -> str | None:  # type: ignore[no-untyped-def]
+        status, learner = self._links.get((system, external_id), ("unknown", None))
+        if status == "consent_required":
+            self.report.refused["no_grant"] += 1
+            self.report.problem("refused", pending.record.ref, f"{section}: no_grant")
+        elif status != "linked" or learner is None:
+            self.report.held["unknown_learner"] += 1
+            reason = f"no learner is linked to {system} id {external_id!r} for this provider"
+            self.report.problem("held", pending.record.ref, reason)
+            dead(pending, "unknown_learner", reason)
+        else:
+            return learner
+        return None
+
+    async def _import(self, imports: list[tuple[_Pending, ImportCredential]], dead) -> None:  # type: ignore[no-untyped-def]
+        """Credentials go to ``importCredentials`` (the hub verifies them), several learners per request."""
+        by_learner: dict[str, list[tuple[_Pending, str]]] = defaultdict(list)
+        for pending, op in imports:
+            learner = self._linked(pending, op.system, op.external_id, "badges", dead)
+            if learner is not None:
+                by_learner[learner].append((pending, op.credential))
+        calls: list[tuple[str, list[tuple[_Pending, str]]]] = []
+        for learner, items in by_learner.items():
+            chunk: list[tuple[_Pending, str]] = []
+            size = 0
+            for item in items:  # the hub's limits per call: 100 items, 5,000,000 characters
+                if chunk and (len(chunk) >= IMPORT_MAX_ITEMS or size + len(item[1]) > IMPORT_MAX_CHARS):
+                    calls.append((learner, chunk))
+                    chunk, size = [], 0
+                chunk.append(item)
+                size += len(item[1])
+            if chunk:
+                calls.append((learner, chunk))
+        # Several learners per request (calls_per_request), each request at most IMPORT_MAX_CHARS.
+        chars = lambda items: sum(len(c) for _, c in items)  # noqa: E731
+        for request in _pack(calls, self.config.calls_per_request, IMPORT_MAX_CHARS, chars):
+            outcomes = await self.hub.import_credentials([(learner, [c for _, c in items]) for learner, items in request])
+            for (_learner, items), outcome in zip(request, outcomes, strict=True):
+                self._tally_imports(items, outcome, dead)
+
+    def _tally_imports(self, items, outcome, dead) -> None:  # type: ignore[no-untyped-def]
+        report = self.report
+        if outcome.data is None:
+            self._tally("badges", items, outcome, dead)
+            return
+        for (pending, _), result in zip(items, outcome.data["results"], strict=True):
+            status = result["outcome"]
+            if status == "CREATED":
+                report.created += 1
+            elif status == "REPLACED":
+                report.updated += 1
+            elif status in ("UNCHANGED", "KEPT_NEWER"):
+                report.unchanged += 1
+            else:
+                reason = "does not verify: " + "; ".join(result["reasons"] or ["refused"])
+                report.invalid += 1
+                report.problem("invalid", pending.record.ref, reason)
+                dead(pending, "invalid", reason)
+                continue
+            for note in result["reasons"]:  # held, but not shown as a badge: say why
+                report.problem("note", pending.record.ref, note)
 
     def _tally(self, section, items, outcome, dead) -> None:  # type: ignore[no-untyped-def]
         report = self.report
@@ -205,6 +259,24 @@ class Sync:
                 report.invalid += 1
                 report.problem("invalid", pending.record.ref, reason)
                 dead(pending, "invalid", reason)
+
+
+def _pack(calls: list[tuple[str, list[Any]]], max_calls: int, limit: int,
+          size: Callable[[list[Any]], int]) -> list[list[tuple[str, list[Any]]]]:
+    """Group per-learner calls into requests: at most ``max_calls`` calls and ``limit`` in size each."""
+    requests: list[list[tuple[str, list[Any]]]] = []
+    current: list[tuple[str, list[Any]]] = []
+    total = 0
+    for call in calls:
+        call_size = size(call[1])
+        if current and (len(current) >= max_calls or total + call_size > limit):
+            requests.append(current)
+            current, total = [], 0
+        current.append(call)
+        total += call_size
+    if current:
+        requests.append(current)
+    return requests
 
 
 def build(instance_kind: str, raw_config: dict[str, Any], http: httpx.AsyncClient) -> tuple[Sync, state.InstanceConfig]:

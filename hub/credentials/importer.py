@@ -60,6 +60,7 @@ class ImportOutcome:
     credential_id: str
     verification: VerificationResult | None = None
     included: list[ImportOutcome] = field(default_factory=list)
+    document: dict[str, Any] | None = None  # the credential as held (the OB 2.0 assertion, the VC)
 
 
 def identity_hash(issuer_id: str, credential_id: str) -> str:
@@ -149,7 +150,6 @@ async def import_credential(
     if access is not None:
         # The consent gate, exactly as for the GraphQL contributions: decided and logged.
         await access.authorize(learner_id, SECTION, Action.CONTRIBUTE)
-        access.disclosed(learner_id, SECTION, Action.CONTRIBUTE, 1)
     else:
         assert guardian_id is not None
         await _require_guardian(session, kit, guardian_id, learner_id, now)
@@ -177,9 +177,9 @@ async def import_credential(
             raise ImportRefused(_reasons(result), result)
         creator = peek["verification"]["creator"]
         issuer = _ob2_issuer(peek, resolver.key(creator).controller)
-        return await _hold(session, learner_id, peek, issuer=issuer, kind="Assertion", fmt="ob2", token=token,
+        return _counted(access, learner_id, await _hold(session, learner_id, peek, issuer=issuer, kind="Assertion", fmt="ob2", token=token,
                            valid_from=parse_time(peek.get("issuedOn")), now=now, guardian_id=guardian_id,
-                           access=access, result=result)
+                           access=access, result=result))
 
     result = await verify(session, kit, data, now, trusted)
     if not result.ok or result.credential is None:
@@ -204,6 +204,13 @@ async def import_credential(
                 valid_from=parse_time(item.get("validFrom")), now=now, guardian_id=guardian_id, access=access,
                 result=None,
             ))
+    return _counted(access, learner_id, outcome)
+
+
+def _counted(access: ProviderAccess | None, learner_id: UUID, outcome: ImportOutcome) -> ImportOutcome:
+    # One entry on the allowed decision's log event per credential actually held (not for refusals).
+    if access is not None:
+        access.disclosed(learner_id, SECTION, Action.CONTRIBUTE, 1)
     return outcome
 
 
@@ -242,4 +249,4 @@ async def _hold(
     else:
         outcome = "unchanged"
     await session.flush()
-    return ImportOutcome(outcome, kind, issuer, credential_id, result)
+    return ImportOutcome(outcome, kind, issuer, credential_id, result, document=document)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import warnings
 from datetime import datetime
 from typing import Any
@@ -30,9 +31,13 @@ class JwtError(Exception):
     pass
 
 
+# RFC 7515 §7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature). Checking the
+# alphabet matters: JSON text with exactly two dots (URLs) must not be taken for a JWS.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
 def looks_like_jws(text: str) -> bool:
-    parts = text.strip().split(".")
-    return len(parts) == 3 and all(parts[:2])
+    return _COMPACT_JWS.fullmatch(text.strip()) is not None
 
 
 def _epoch(value: Any) -> int | None:

@@ -39,6 +39,7 @@ from consent import Action, DenyReason, parse_scope
 from consent.sections import UnknownSection
 from consent.pseudonyms import looks_like_pairwise_id
 from hub.config import Settings
+from hub.graphql import credential_import
 from hub.graphql.execution import LeanExecutionContext, mark_plain_fields
 from hub.graphql import credentials as credential_types
 from hub.graphql import inputs, types
@@ -695,6 +696,21 @@ class Mutation:
     @strawberry.mutation(description="Contribute a batch of badges for one learner (idempotent on sourceId).")
     async def contribute_badges(self, info: GInfo, learner_id: strawberry.ID, badges: list[inputs.BadgeInput]) -> types.ContributionResult | None:
         return await _contribute(info, learner_id, "badges", badges, "badges")
+
+    @strawberry.mutation(
+        description="Import verifiable credentials for one learner (up to 100; each an OB 2.0 signed assertion as a "
+        "compact JWS, or an OB 3.0 / CLR 2.0 credential as JSON-LD text or a compact JWS). Each is verified, held whole "
+        "(deduplicated by issuer.id + id; a newer validFrom replaces) and shown as a `badges` entry whose sourceId is "
+        "derived from its identity. Needs consent to contribute `badges`; a credential that does not verify is REFUSED "
+        "with the reasons."
+    )
+    async def import_credentials(
+        self, info: GInfo, learner_id: strawberry.ID, credentials: list[str]
+    ) -> credential_import.CredentialImportResult | None:
+        credential_import.check_sizes(credentials)
+        learner = await _resolve_learner(info, learner_id)
+        allowed = await _authorize(info, learner, "badges", Action.CONTRIBUTE)
+        return await credential_import.import_credentials(info, learner, credentials, allowed)
 
     @strawberry.mutation(description="Contribute a batch of skill assessments for one learner (idempotent on sourceId).")
     async def contribute_skills(self, info: GInfo, learner_id: strawberry.ID, skills: list[inputs.SkillInput]) -> types.ContributionResult | None:

@@ -111,12 +111,42 @@ class FakeLrs:
                 self.wfile.write(data)
 
         self.port = free_port()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with running(Handler, self.port):
             yield f"http://127.0.0.1:{self.port}/xapi/"
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
+
+
+@contextmanager
+def running(handler: type[BaseHTTPRequestHandler], port: int) -> Iterator[int]:
+    """A threaded HTTP server on 127.0.0.1:``port`` (0: the OS chooses) for the block; yields the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextmanager
+def static_server(routes: dict[str, tuple[str, bytes]]) -> Iterator[str]:
+    """Serves fixed documents (path -> (content type, body)), 404 otherwise; yields the base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path not in routes:
+                self.send_error(404)
+                return
+            content_type, body = routes[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with running(Handler, 0) as port:
+        yield f"http://127.0.0.1:{port}"

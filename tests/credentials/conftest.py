@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from hub.config import Settings
 from hub.credentials.contexts import ContextLoader
 from hub.credentials.keys import generate_private_pem
 from hub.credentials.service import CredentialKit, kit_from_settings
+from hub.credentials.verify import trusted_keys_from
 from hub.db import make_sessionmaker
 from hub.records.models import Activity, Badge, SkillAssessment
 from tests.factories import Family, make_family, make_provider
@@ -91,6 +93,18 @@ async def add_record(engine, family: Family, *, badges: int = 2) -> list[int]:  
                 object_name=f"Lesson {n % 2}", result_score_scaled=0.1 * n, timestamp=base + timedelta(hours=n)))
         await session.flush()
         return [r.id for r in rows]
+
+
+@pytest.fixture
+async def credentials_app(app, kit, examples_dir) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+    """The app with credentials configured and the official test vectors' issuer keys trusted."""
+    app.state.credential_kit = kit
+    app.state.credential_trusted_keys = [
+        *trusted_keys_from(public_multikey(examples_dir / "ob3-testvector-multikey.json")),
+        *trusted_keys_from(public_multikey(examples_dir / "clr2-testvector-multikey.json")),
+    ]
+    yield app
+    del app.state.credential_trusted_keys
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ upsert → getProfile/putProfile → scope checks → a revoked grant refusing t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,13 +16,12 @@ import pytest
 from sqlalchemy import select
 
 from consent import Action
-from hub.credentials.verify import trusted_keys_from
 from hub.db import make_sessionmaker
 from hub.grants.models import DisclosureEvent
 from hub.grants.service import revoke_access
 from hub.providers.models import OAuthClient
 from tests.conftest import ISSUER
-from tests.credentials.conftest import add_record, load, public_multikey
+from tests.credentials.conftest import add_record, load
 from tests.hub.oauth_helpers import REDIRECT, CodeClient, consent, get_code, make_guardian, pkce, redeem, sign_in
 
 OB = "https://purl.imsglobal.org/spec/ob/v3p0/scope/"
@@ -34,15 +32,8 @@ CLR_SCOPES = [CLR + n for n in NAMES]
 
 
 @pytest.fixture
-async def host(app, kit, examples_dir) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
-    """The app with credentials configured and the official test vectors' issuer keys trusted."""
-    app.state.credential_kit = kit
-    app.state.credential_trusted_keys = [
-        *trusted_keys_from(public_multikey(examples_dir / "ob3-testvector-multikey.json")),
-        *trusted_keys_from(public_multikey(examples_dir / "clr2-testvector-multikey.json")),
-    ]
-    yield app
-    del app.state.credential_trusted_keys
+def host(credentials_app):  # type: ignore[no-untyped-def]
+    return credentials_app
 
 
 def _schema(samples_dir: Path, name: str) -> jsonschema.Draft201909Validator:
