@@ -749,6 +749,17 @@ class Mutation:
         return await _retract(info, "activities", source_ids)
 
     @strawberry.mutation(
+        description="Retract this provider's own entries of any section by sourceId, across learners (e.g. a "
+        "OneRoster `tobedeleted` row); decided per learner. Ids of no live entry are counted in notFound."
+    )
+    async def retract_own_entries(
+        self, info: GInfo, section: str, source_ids: list[str]
+    ) -> ActivityRetractionResult | None:
+        if section not in record_service.SECTION_MODELS:
+            raise bad_input(f"section must be one of {sorted(record_service.SECTION_MODELS)}", argument="section")
+        return await _retract(info, section, source_ids)
+
+    @strawberry.mutation(
         description="Import a CASE 1.0/1.1 CFPackage (CFDocument, CFItems, CFAssociations), validated against the "
         "CASE 1.1 JSON Schemas: invalid items are reported and left out, the rest is stored. Idempotent on CASE "
         "identifiers. Public reference data: needs the `frameworks:write` scope, no consent."
