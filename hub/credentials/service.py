@@ -22,6 +22,7 @@ from hub.credentials.contexts import ContextLoader
 from hub.credentials.keys import IssuerKey, load_issuer_key
 from hub.credentials.models import HeldCredential, IssuedCredential
 from hub.credentials.verify import ResolvedKey, Resolver, VerificationResult, issuer_id_of, verify_credential
+from hub.frameworks.service import find_items
 from hub.records.models import Activity, Badge, SkillAssessment
 
 Format = Literal["ldp", "jwt"]
@@ -151,8 +152,10 @@ async def clr_credential(session: AsyncSession, kit: CredentialKit, learner_id: 
         for row in held.scalars():
             embedded.extend(embeddable(row))
     if "skills" in sections:
-        rows = (await session.execute(select(SkillAssessment).where(SkillAssessment.learner_id == learner_id))).scalars()
-        for achievement, extra in export.skill_achievements(list(rows)):
+        rows = list((await session.execute(select(SkillAssessment).where(SkillAssessment.learner_id == learner_id))).scalars())
+        keys = sorted({(r.framework_uri, r.skill_code) for r in rows if r.framework_uri and r.skill_code})
+        items = await find_items(session, keys)  # type: ignore[arg-type]
+        for achievement, extra in export.skill_achievements(rows, items):
             skill_defs.append(achievement)
             achievements.append(achievement)
             valid_from = export.iso(now)

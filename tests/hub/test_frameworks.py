@@ -182,3 +182,27 @@ async def test_aligned_skill_shows_the_item_statement_batched(client, engine, sa
     assert by_label["not imported"] is None and by_label["label only"] is None
     # Four skills, one batch: at most three framework lookups, not one per skill.
     assert sum("case_item" in s or "case_document" in s for s in statements) <= 3
+
+
+async def test_portal_record_page_shows_the_item_statement(client, engine, samples_dir, settings):
+    from datetime import UTC, datetime
+
+    from hub.frameworks.service import import_package
+    from hub.records.models import SkillAssessment
+    from tests.portal_helpers import make_world, sign_in
+
+    world = await make_world(engine)
+    package = _package(samples_dir, "SmartLevelFramework.json")
+    package["CFItems"][2]["humanCodingScheme"] = "SL.1.1"
+    async with make_sessionmaker(engine)() as session, session.begin():
+        await import_package(session=session, package=package, schemas_dir=settings.case_schemas_dir,
+                             now=datetime.now(UTC))
+        session.add(SkillAssessment(
+            learner_id=world.learner_id, provider_id=world.school_id, source_id="case-1", content_hash="0" * 64,
+            framework_uri=CFDOC, skill_code="SL.1.1", skill_label="Smart levels", skill_key=f"{CFDOC}#SL.1.1",
+            scale_name="1-4 rubric", scale_min=1, scale_max=4, proficiency=3, assessed_at=datetime(2026, 1, 5, tzinfo=UTC)))
+    await sign_in(client, world.email)
+    page = await client.get(f"/family/learners/{world.learner_id}")
+    assert page.status_code == 200
+    assert "<strong>Smart levels</strong> <span class=\"case-item\">(SL.1.1: Item 1.1 — SmartLevel Test)</span>" in page.text
+    assert "<strong>Reading fluency</strong>: 2.5" in page.text  # a label-only skill shows no item
