@@ -200,7 +200,7 @@ async def test_v12_sample_roster_invitations_and_imperfections(engine, app, monk
     assert await _count(engine, GuardianInvitation) == 2 and await _count(engine, ConsentGrant) == 0
 
     # Accepting makes a guardian (only of that learner), still without any grant.
-    token = mail[0].body.split("/account/invitation/")[1].split()[0]
+    token = mail[0].body.split("/family/invitations/")[1].split()[0]
     async with sessions() as session, session.begin():
         guardian = await create_guardian(session=session, email="John.Doe@myschool.com", display_name="John")
         learner = await accept_invitation(session=session, token=token, guardian_id=guardian.id, now=datetime.now(UTC))
