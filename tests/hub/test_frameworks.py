@@ -12,7 +12,9 @@ from sqlalchemy import func, select
 from consent import Action
 from hub.db import make_sessionmaker
 from hub.frameworks.models import CaseAssociation, CaseDocument, CaseItem
-from tests.factories import CONTRIBUTE_SKILLS, get_token, gql, grant, learner_id_for, make_family, make_provider
+from tests.factories import (
+    CONTRIBUTE_SKILLS, get_token, gql, grant, learner_id_for, make_family, make_provider, statements_during,
+)
 
 pytestmark = pytest.mark.samples
 
@@ -162,18 +164,8 @@ async def test_aligned_skill_shows_the_item_statement_batched(client, engine, sa
     body = (await gql(client, token, CONTRIBUTE_SKILLS, {"learner": learner, "items": skills})).json()
     assert "errors" not in body, body
 
-    from sqlalchemy import event
-
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with statements_during(engine) as statements:
         body = (await gql(client, token, SKILLS, {"id": learner})).json()
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert "errors" not in body, body
     by_label = {n["skill"]["label"]: n["skill"]["frameworkItem"] for n in body["data"]["learner"]["skills"]["nodes"]}
     assert by_label["by item URI"] == {"statement": "Item 1.1", "humanCodingScheme": None, "itemType": None,
