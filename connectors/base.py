@@ -52,7 +52,8 @@ class Upsert:
 
 @dataclass(frozen=True, slots=True)
 class Retract:
-    """Withdraw this provider's entry with ``source_id`` (e.g. an xAPI voided statement)."""
+    """Withdraw this provider's entry of ``section`` with ``source_id`` (an xAPI voided statement,
+    a OneRoster ``tobedeleted`` row); whichever learner it belongs to, decided per learner."""
 
     section: str
     source_id: str
@@ -68,7 +69,14 @@ class ImportCredential:
     credential: str
 
 
-Operation = Upsert | Retract | ImportCredential
+@dataclass(frozen=True, slots=True)
+class ImportFramework:
+    """Send a CASE CFPackage (public reference data, ``importFramework``; no learner involved)."""
+
+    package: dict[str, Any]
+
+
+Operation = Upsert | Retract | ImportCredential | ImportFramework
 
 
 class InvalidRecord(Exception):
@@ -141,6 +149,7 @@ def connector_class(kind: str) -> type[Connector]:
 
 
 def _load_builtin() -> None:
+    import connectors.case  # noqa: F401
     import connectors.openbadges  # noqa: F401
     import connectors.oneroster  # noqa: F401
     import connectors.xapi  # noqa: F401

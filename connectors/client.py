@@ -241,15 +241,25 @@ class HubClient:
         return _outcomes(body, len(calls))
 
     async def retract(self, section: str, source_ids: Sequence[str]) -> dict[str, int]:
-        if section != "activities":
-            raise HubError(f"retraction is only defined for activities, not {section}")
+        """Withdraw this provider's own entries of ``section`` across learners (decided per learner)."""
         body = await self.graphql(
-            "mutation($ids: [String!]!) { retractActivities(sourceIds: $ids) { received retracted notFound refused } }",
-            {"ids": list(source_ids)},
+            "mutation($s: String!, $ids: [String!]!) { retractOwnEntries(section: $s, sourceIds: $ids) "
+            "{ received retracted notFound refused } }",
+            {"s": section, "ids": list(source_ids)},
         )
         if body.get("errors"):
-            raise HubError(f"retractActivities failed: {body['errors'][0].get('message')}")
-        return body["data"]["retractActivities"]
+            raise HubError(f"retractOwnEntries failed: {body['errors'][0].get('message')}")
+        return body["data"]["retractOwnEntries"]
+
+    async def import_framework(self, package: Any) -> FieldOutcome:
+        """Send a CASE CFPackage (``importFramework``, needs the ``frameworks:write`` scope)."""
+        body = await self.graphql(
+            "mutation($p: JSON!) { m0: importFramework(package: $p) { documentIdentifier title document "
+            "items { created updated unchanged removed } associations { created updated unchanged removed } "
+            "invalid { path identifier reason } } }",
+            {"p": package},
+        )
+        return _outcomes(body, 1)[0]
 
 
 _MUTATIONS = {

@@ -26,9 +26,18 @@ from pydantic import ValidationError
 
 from connectors import state
 from connectors.base import (
-    Connector, ImportCredential, InvalidRecord, MapContext, Retract, SourcePage, SourceRecord, Upsert, connector_class,
+    Connector,
+    ImportCredential,
+    ImportFramework,
+    InvalidRecord,
+    MapContext,
+    Retract,
+    SourcePage,
+    SourceRecord,
+    Upsert,
+    connector_class,
 )
-from connectors.client import HubClient, camelize
+from connectors.client import HubClient, HubError, camelize
 from connectors.report import RunReport
 from schemas import records as record_schemas
 
@@ -92,6 +101,7 @@ class Sync:
         upserts: list[tuple[_Pending, Upsert, dict[str, Any]]] = []
         retracts: list[tuple[_Pending, Retract]] = []
         imports: list[tuple[_Pending, ImportCredential]] = []
+        frameworks: list[tuple[_Pending, ImportFramework]] = []
         pendings: list[_Pending] = []
 
         def dead(p: _Pending, code: str, reason: str) -> None:
@@ -133,6 +143,8 @@ class Sync:
                     upserts.append((pending, op, payload))
                 elif isinstance(op, ImportCredential):
                     imports.append((pending, op))
+                elif isinstance(op, ImportFramework):
+                    frameworks.append((pending, op))
                 else:
                     retracts.append((pending, op))
 
@@ -153,14 +165,48 @@ class Sync:
         if imports:
             await self._import(imports, dead)
 
-        if retracts:
-            ids = list(dict.fromkeys(op.source_id for _, op in retracts))
+        by_section: dict[str, list[str]] = defaultdict(list)
+        for _, op in retracts:
+            by_section[op.section].append(op.source_id)
+        for section, section_ids in by_section.items():
+            ids = list(dict.fromkeys(section_ids))
             for start in range(0, len(ids), self.config.batch_size):
-                answer = await self.hub.retract("activities", ids[start : start + self.config.batch_size])
+                answer = await self.hub.retract(section, ids[start : start + self.config.batch_size])
                 report.retracted += answer["retracted"]
+                # Nothing live to withdraw (never stored, or withdrawn by an earlier run): unchanged.
+                report.unchanged += answer["received"] - answer["retracted"] - answer["refused"]
                 if answer["refused"]:
                     report.refused["retraction_refused"] += answer["refused"]
+        for pending, op in frameworks:
+            self._tally_framework(pending, await self.hub.import_framework(op.package), dead)
         return result
+
+    def _tally_framework(self, pending, outcome, dead) -> None:  # type: ignore[no-untyped-def]
+        """A CFPackage counts its document, items and associations; invalid items are reported
+        one by one (``REF CFItems[3]``) and the rest stays imported."""
+        report, ref = self.report, pending.record.ref
+        if outcome.data is not None:
+            data = outcome.data
+            report.created += data["document"] == "created"
+            report.updated += data["document"] == "updated"
+            report.unchanged += data["document"] == "unchanged"
+            for part in ("items", "associations"):
+                report.created += data[part]["created"]
+                report.updated += data[part]["updated"]
+                report.unchanged += data[part]["unchanged"]
+                report.retracted += data[part]["removed"]
+            for problem in data["invalid"]:
+                report.invalid += 1
+                report.problem("invalid", f"{ref} {problem['path']}", f"{problem['identifier'] or '-'}: {problem['reason']}")
+        elif outcome.code == "INSUFFICIENT_SCOPE":
+            report.refused["insufficient_scope"] += 1
+            report.problem("refused", ref, outcome.message or "insufficient_scope")
+        elif outcome.code == "BAD_USER_INPUT":
+            report.invalid += 1
+            report.problem("invalid", ref, outcome.message or "invalid package")
+            dead(pending, "invalid", outcome.message or "invalid package")
+        else:
+            raise HubError(f"importFramework failed ({outcome.code}): {outcome.message}")
 
     async def _send(self, groups, dead) -> None:  # type: ignore[no-untyped-def]
         size = self.config.batch_size

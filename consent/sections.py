@@ -84,9 +84,16 @@ IMS_SCOPES: dict[str, tuple[str, Action]] = {
 }
 
 
+# Scopes outside the consent catalogue, for public reference data (no learner data, so no family
+# consent applies; the scope alone decides). Only operator-created client-credentials clients get
+# them: dynamic registration and the consent page never offer them.
+FRAMEWORKS_WRITE = "frameworks:write"
+REFERENCE_SCOPES: dict[str, str] = {FRAMEWORKS_WRITE: "import CASE competency frameworks (importFramework)"}
+
+
 def supported_scopes() -> list[str]:
-    """Every scope a client may register and request: section scopes and their 1EdTech aliases."""
-    return [*all_scopes(), *sorted(IMS_SCOPES)]
+    """Every scope a client may request: section scopes, their 1EdTech aliases, reference-data scopes."""
+    return [*all_scopes(), *sorted(IMS_SCOPES), *sorted(REFERENCE_SCOPES)]
 
 
 def ims_equivalents(scopes: frozenset[str], prefix: str) -> frozenset[str]:

@@ -30,6 +30,7 @@ from hub.web.accounts import router as accounts_router
 from hub.web.authorize import router as authorize_router
 from hub.xapi.routes import router as xapi_router
 from hub.web.portal import router as portal_router
+from hub.web.invitations import router as invitations_router
 
 
 class JSONGraphQLRouter(GraphQLRouter):
@@ -110,6 +111,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(accounts_router)
     app.include_router(xapi_router)  # connectors: LRS-compatible push (hub/xapi/routes.py)
     app.include_router(family_router(), prefix="/family/graphql")  # the signed-in family's own view
+    # Before the portal: its catch-all answers every other /family path with 404.
+    app.include_router(invitations_router)  # guardian invitations from roster imports
     app.include_router(portal_router)
     app.include_router(ob_router)  # 1EdTech Host API: Open Badges 3.0 §6 (hub/hostapi/)
     app.include_router(clr_router)  # 1EdTech Host API: CLR 2.0 §6

@@ -1047,6 +1047,12 @@ app.add_typer(_connectors_cli.sync_app, name="sync")
 app.command("worker")(_connectors_cli.worker)
 learner_app.command("link")(_connectors_cli.learner_link)
 
+# -- CASE competency frameworks (issue 7): commands live in hub/frameworks/cli.py ------------
+
+from hub.frameworks.cli import frameworks_app  # noqa: E402
+
+app.add_typer(frameworks_app, name="frameworks")
+
 
 if __name__ == "__main__":
     app()

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     trusted_issuers_file: Path | None = None
     credential_issuer_name: str = "Kinfolio"
     jsonld_contexts_dir: Path | None = None
+    # CASE competency frameworks (hub/frameworks/): the directory holding the 1EdTech CASE 1.1
+    # JSON Schemas (case_v1p1_cfpackage-jsonschema1.json, pinned by SHA-256). Unset: no imports.
+    case_schemas_dir: Path | None = None
 
     # Retracted or family-deleted entries are purged for real after this many days.
     retention_days: int = Field(default=30, ge=0, le=3650)

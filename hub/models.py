@@ -3,6 +3,7 @@
 from connectors.models import ConnectorDeadLetter, ConnectorInstance, ConnectorRun
 from hub.accounts.models import LearnerAccount, OutboxMessage, PasswordReset, RateEvent
 from hub.credentials.models import HeldCredential, IssuedCredential
+from hub.frameworks.models import CaseAssociation, CaseDocument, CaseItem
 from hub.grants.models import AccessRequest, ConsentGrant, DisclosureEvent, LearnerLogHead, LearnerPseudonym
 from hub.links.models import LearnerLink
 from hub.oauth.models import AuthorizationCode, ClientAssertionJti, IssuedToken, RefreshToken
@@ -16,6 +17,9 @@ __all__ = [
     "Activity",
     "AuthorizationCode",
     "Badge",
+    "CaseAssociation",
+    "CaseDocument",
+    "CaseItem",
     "ClientAssertionJti",
     "ConnectorDeadLetter",
     "ConnectorInstance",

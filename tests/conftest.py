@@ -129,6 +129,7 @@ def settings(database_url: str, signing_key_pem: str, tmp_path_factory: pytest.T
         signing_key_pem=signing_key_pem,
         pseudonym_key_hex=PSEUDONYM_KEY.hex(),
         max_batch_size=1000,
+        case_schemas_dir=SAMPLES / "case" / "case-v1p1-json-schemas",
     )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import httpx
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consent import Action
@@ -139,3 +142,18 @@ CONTRIBUTE_SKILLS = """
 mutation($learner: ID!, $items: [SkillInput!]!) {
   contributeSkills(learnerId: $learner, skills: $items) { received created updated unchanged }
 }"""
+
+
+@contextmanager
+def statements_during(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Collect the SQL statements the engine executes inside the block."""
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)

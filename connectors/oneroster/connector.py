@@ -25,7 +25,9 @@ from typing import Any
 from pydantic import Field, field_validator
 from sqlalchemy import select
 
-from connectors.base import Connector, InvalidRecord, MapContext, Operation, SourceConfig, SourcePage, SourceRecord, Upsert, register
+from connectors.base import (
+    Connector, InvalidRecord, MapContext, Operation, Retract, SourceConfig, SourcePage, SourceRecord, Upsert, register,
+)
 from connectors.oneroster.csvfiles import RosterSet, Row, parse_date, read_set
 from hub.db import transaction, utcnow
 
@@ -198,9 +200,12 @@ class OneRosterCsvConnector(Connector):
         if not isinstance(payload, dict) or payload.get("type") not in ("enrollment", "result"):
             raise InvalidRecord("not a OneRoster enrollment or result")
         if payload.get("status") == "tobedeleted":
-            # 1.1 CSV §2.1.1: a delta row marked tobedeleted. Withdrawing a pathway or skill needs a
-            # per-learner retraction the runtime does not send yet: reported, nothing changed.
-            raise InvalidRecord("tobedeleted: withdrawing an imported entry is not supported yet (nothing changed)")
+            # 1.1 CSV §2.1.1 / 1.2 CSV §3.1: a delta row marked tobedeleted withdraws what the
+            # row's earlier import contributed (this provider's own entry, decided per learner by
+            # the hub); an entry that was never stored is reported unchanged.
+            kind = payload["type"]
+            section = "pathways" if kind == "enrollment" else "skills"
+            return [Retract(section, f"oneroster:{kind}:{payload['sourcedId']}")]
         if payload["type"] == "enrollment":
             return [self._map_enrollment(payload)]
         return [self._map_result(payload)]

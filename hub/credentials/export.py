@@ -18,12 +18,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from hub.frameworks.service import ItemView
 from hub.records.models import Badge, SkillAssessment
 
 CRED_V2 = "https://www.w3.org/ns/credentials/v2"
@@ -99,8 +100,14 @@ def badge_credential(badge: Badge, *, credential_id: UUID, learner_id: UUID, iss
     return credential
 
 
-def skill_achievements(assessments: Sequence[SkillAssessment]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(Achievement, AchievementSubject fragment with ``result``) per skill, latest assessment."""
+def skill_achievements(
+    assessments: Sequence[SkillAssessment], items: Mapping[tuple[str, str], ItemView] | None = None
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(Achievement, AchievementSubject fragment with ``result``) per skill, latest assessment.
+
+    ``items``: imported CASE items by (frameworkUri, code); a skill naming one aligns to the
+    CFItem's own URI, statement, code and framework title.
+    """
     latest: dict[str, SkillAssessment] = {}
     for row in assessments:
         if row.skill_key not in latest or (row.assessed_at, row.id) > (latest[row.skill_key].assessed_at,
@@ -117,6 +124,13 @@ def skill_achievements(assessments: Sequence[SkillAssessment]) -> list[tuple[dic
             alignment["targetFramework"] = row.framework_uri
         if row.skill_code:
             alignment["targetCode"] = row.skill_code
+        item = (items or {}).get((row.framework_uri, row.skill_code)) if row.framework_uri and row.skill_code else None
+        if item is not None:
+            # OB 3.0 data model, Alignment: targetUrl "URL linking to the official description of the
+            # alignment target" -> the CFItem URI; targetFramework "name of the framework".
+            alignment.update(targetUrl=item.uri, targetDescription=item.statement, targetFramework=item.document_title)
+            if item.human_coding_scheme:
+                alignment["targetCode"] = item.human_coding_scheme
         achievement = {
             "id": achievement_id, "type": ["Achievement"], "achievementType": "Competency",
             "name": row.skill_label, "description": f"Proficiency in {row.skill_label} on the {row.scale_name} scale.",

@@ -24,6 +24,7 @@ from hub.credentials.keys import CredentialKeys, IssuerKey, KeyFormatError, load
 from hub.credentials.models import HeldCredential, IssuedCredential
 from hub.credentials.trust import KeyFetcher, TrustedIssuers, TrustFileError, http_fetch
 from hub.credentials.verify import ResolvedKey, Resolver, VerificationResult, issuer_id_of, verify_credential
+from hub.frameworks.service import find_items
 from hub.records.models import Activity, Badge, SkillAssessment
 
 Format = Literal["ldp", "jwt"]
@@ -262,7 +263,9 @@ async def clr_credential(session: AsyncSession, kit: CredentialKit, learner_id: 
             *_entry_clauses(SkillAssessment, SkillAssessment.assessed_at, "skills", learner_id, view)))).scalars()
         assessments = list(rows)
         counts["skills"] = len(assessments)
-        for achievement, extra in export.skill_achievements(assessments):
+        keys = sorted({(r.framework_uri, r.skill_code) for r in assessments if r.framework_uri and r.skill_code})
+        items = await find_items(session, keys)  # type: ignore[arg-type]
+        for achievement, extra in export.skill_achievements(assessments, items):
             skill_defs.append(achievement)
             achievements.append(achievement)
             valid_from = export.iso(now)

@@ -33,6 +33,7 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.types.base_scalars import DateTimeDefinition, wrap_parser
+from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext, Info
 
 from consent import Action, DenyReason, parse_scope
@@ -42,6 +43,7 @@ from hub.config import Settings
 from hub.graphql import credential_import
 from hub.graphql.execution import LeanExecutionContext, mark_plain_fields
 from hub.graphql import credentials as credential_types
+from hub.graphql import frameworks as framework_types
 from hub.graphql import inputs, types
 from hub.graphql.context import Context
 from hub.graphql.limits import cost_limit
@@ -762,6 +764,25 @@ class Mutation:
     )
     async def retract_activities(self, info: GInfo, source_ids: list[str]) -> ActivityRetractionResult | None:
         return await _retract(info, "activities", source_ids)
+
+    @strawberry.mutation(
+        description="Retract this provider's own entries of any section by sourceId, across learners (e.g. a "
+        "OneRoster `tobedeleted` row); decided per learner. Ids of no live entry are counted in notFound."
+    )
+    async def retract_own_entries(
+        self, info: GInfo, section: str, source_ids: list[str]
+    ) -> ActivityRetractionResult | None:
+        if section not in record_service.SECTION_MODELS:
+            raise bad_input(f"section must be one of {sorted(record_service.SECTION_MODELS)}", argument="section")
+        return await _retract(info, section, source_ids)
+
+    @strawberry.mutation(
+        description="Import a CASE 1.0/1.1 CFPackage (CFDocument, CFItems, CFAssociations), validated against the "
+        "CASE 1.1 JSON Schemas: invalid items are reported and left out, the rest is stored. Idempotent on CASE "
+        "identifiers. Public reference data: needs the `frameworks:write` scope, no consent."
+    )
+    async def import_framework(self, info: GInfo, package: JSON) -> framework_types.FrameworkImportResult:
+        return await framework_types.import_framework(info, package)
     @strawberry.mutation(description="Contribute profile statements for one learner (idempotent on sourceId).")
     async def contribute_profile(
         self, info: GInfo, learner_id: strawberry.ID, profile: list[inputs.ProfileInput]

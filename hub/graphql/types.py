@@ -8,6 +8,8 @@ from typing import Generic, TypeVar
 
 import strawberry
 
+from hub.graphql import frameworks
+from hub.graphql.frameworks import FrameworkItem
 from hub.records import models as record_models
 from hub.records.service import OpenEntry
 from schemas import records as record_schemas
@@ -136,6 +138,11 @@ class SkillRef:
     code: str | None
     label: str
     key: str = strawberry.field(description="Groups the assessments of one skill into a progression.")
+
+    @strawberry.field(description="The imported CASE item this skill names (frameworkUri is the item's URI, or "
+                      "the framework's URI with code its humanCodingScheme); null when none is imported.")
+    async def framework_item(self, info: strawberry.Info) -> FrameworkItem | None:
+        return await frameworks.framework_item(info, self.framework_uri, self.code)
 
 
 @strawberry.type

@@ -21,6 +21,7 @@ from consent import Action
 from consent.control import ControlPolicy
 from consent.sections import Section, catalogue
 from hub.credentials.models import HeldCredential
+from hub.frameworks.service import ItemView, find_items
 from hub.grants.family import Actor, require_control, revoke_by
 from hub.grants.log import list_disclosures, verify_log
 from hub.grants.models import AccessRequest, ConsentGrant, DisclosureEvent
@@ -160,12 +161,17 @@ class SkillLine:
     scale_min: float
     scale_max: float
     points: list[tuple[datetime, float]] = field(default_factory=list)
+    framework_uri: str | None = None
+    code: str | None = None
+    item: ItemView | None = None  # the imported CASE item the skill names, if any
 
 
 async def skill_lines(*, session: AsyncSession, learner_id: UUID, per_skill: int = 20) -> list[SkillLine]:
-    """Each skill's assessments in time order (the last ``per_skill``), for a small line chart."""
+    """Each skill's assessments in time order (the last ``per_skill``), for a small line chart,
+    with the statement of the CASE item a skill is aligned to when that framework is imported."""
     ranked = select(
-        SkillAssessment.skill_key, SkillAssessment.skill_label, SkillAssessment.scale_name, SkillAssessment.scale_min,
+        SkillAssessment.skill_key, SkillAssessment.skill_label, SkillAssessment.framework_uri, SkillAssessment.skill_code,
+        SkillAssessment.scale_name, SkillAssessment.scale_min,
         SkillAssessment.scale_max, SkillAssessment.proficiency, SkillAssessment.assessed_at,
         func.row_number().over(partition_by=SkillAssessment.skill_key,
                                order_by=(SkillAssessment.assessed_at.desc(), SkillAssessment.id.desc())).label("rank"),
@@ -173,9 +179,14 @@ async def skill_lines(*, session: AsyncSession, learner_id: UUID, per_skill: int
     lines: dict[str, SkillLine] = {}
     for row in await session.execute(select(ranked).where(ranked.c.rank <= per_skill)
                                      .order_by(ranked.c.skill_label, ranked.c.skill_key, ranked.c.assessed_at)):
-        line = lines.setdefault(row.skill_key, SkillLine(row.skill_label, row.scale_name, row.scale_min, row.scale_max))
+        line = lines.setdefault(row.skill_key, SkillLine(row.skill_label, row.scale_name, row.scale_min, row.scale_max,
+                                                         framework_uri=row.framework_uri, code=row.skill_code))
         at = row.assessed_at if row.assessed_at.tzinfo else row.assessed_at.replace(tzinfo=UTC)
         line.points.append((at, row.proficiency))
+    keys = [(line.framework_uri, line.code) for line in lines.values() if line.framework_uri and line.code]
+    items = await find_items(session, keys)  # type: ignore[arg-type]
+    for line in lines.values():
+        line.item = items.get((line.framework_uri, line.code))  # type: ignore[arg-type]
     return list(lines.values())
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consent.sections import parse_scope
+from consent.sections import REFERENCE_SCOPES, parse_scope
 from hub.oauth.server import hash_client_secret, new_client_secret
 from hub.providers.models import OAuthClient, Provider
 
@@ -55,7 +55,8 @@ async def create_client(
     if not scopes:
         raise ValueError("a client needs at least one scope")
     for scope in scopes:
-        parse_scope(scope)  # raises for unknown sections/actions
+        if scope not in REFERENCE_SCOPES:
+            parse_scope(scope)  # raises for unknown sections/actions
     if auth_method not in ("client_secret_basic", "private_key_jwt", "none"):
         raise ValueError("auth method must be client_secret_basic, private_key_jwt or none")
     redirect_uris = list(redirect_uris or [])
@@ -70,6 +71,8 @@ async def create_client(
         raise ValueError("grant types: authorization_code, refresh_token, client_credentials")
     if "authorization_code" in grant_types and not redirect_uris:
         raise ValueError("an authorization-code client needs at least one redirect URI")
+    if set(scopes) & set(REFERENCE_SCOPES) and grant_types != ["client_credentials"]:
+        raise ValueError(f"{', '.join(sorted(set(scopes) & set(REFERENCE_SCOPES)))}: only for client-credentials clients")
     if auth_method == "none" and "client_credentials" in grant_types:
         raise ValueError("a public client cannot use client credentials (RFC 6749 §4.4)")
     if auth_method == "private_key_jwt":

@@ -669,10 +669,11 @@ async def entries_by_id(*, session: AsyncSession, section: str, ids: Sequence[in
 async def learners_of_sources(
     *, session: AsyncSession, section: str, provider_id: UUID, source_ids: Sequence[str]
 ) -> dict[UUID, list[str]]:
-    """Which learners this provider's own entries with these source ids belong to.
+    """Which learners this provider's own live entries with these source ids belong to.
 
-    Only the provider's own contributions are looked at; nothing about the learner is read, and
-    the caller must still obtain a decision per learner before touching the entries.
+    Only the provider's own contributions of this section are looked at (already retracted or
+    deleted ones are not); nothing about the learner is read, and the caller must still obtain a
+    decision per learner before touching the entries.
     """
     model = SECTION_MODELS[section]
     found: dict[UUID, list[str]] = {}
@@ -680,7 +681,8 @@ async def learners_of_sources(
     for start in range(0, len(ids), _LOOKUP_CHUNK):
         result = await session.execute(
             select(model.learner_id, model.source_id).where(
-                model.provider_id == provider_id, model.source_id.in_(ids[start : start + _LOOKUP_CHUNK])
+                model.provider_id == provider_id, model.source_id.in_(ids[start : start + _LOOKUP_CHUNK]),
+                model.deleted_at.is_(None), *section_clause(section),
             )
         )
         for row in result:

@@ -136,7 +136,7 @@ async def invite_guardian(
     token = secrets.token_urlsafe(32)
     session.add(GuardianInvitation(token_hash=hashlib.sha256(token.encode()).hexdigest(), learner_id=learner_id,
                                    provider_id=provider_id, email=email, created_at=now, expires_at=now + INVITATION_TTL))
-    link = f"{base_url.rstrip('/')}/account/invitation/{token}"
+    link = f"{base_url.rstrip('/')}/family/invitations/{token}"
     body = (
         f"Hello,\n\nYour school's system lists you as a parent or guardian of {learner_name}.\n"
         f"Kinfolio keeps {learner_name}'s learning record; nothing is shared with anyone until you decide.\n"
@@ -148,6 +148,31 @@ async def invite_guardian(
     log.info("outbox: guardian invitation to %s", email)
     await session.flush()
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationView:
+    state: str  # open | used | expired | unknown
+    email: str | None = None
+    learner_id: UUID | None = None
+    learner_name: str | None = None
+    provider_name: str | None = None
+
+
+async def invitation_view(*, session: AsyncSession, token: str, now: datetime) -> InvitationView:
+    """What an invitation link stands for, for the page that accepts it (hub/web/invitations.py)."""
+    from hub.providers.models import Provider
+
+    if not token or len(token) > 100:
+        return InvitationView("unknown")
+    row = await session.get(GuardianInvitation, hashlib.sha256(token.encode()).hexdigest())
+    if row is None:
+        return InvitationView("unknown")
+    state = "used" if row.accepted_at is not None else "expired" if row.expires_at <= now else "open"
+    learner = await session.get(Learner, row.learner_id)
+    provider = await session.get(Provider, row.provider_id)
+    return InvitationView(state, row.email, row.learner_id, learner.given_name if learner else None,
+                          provider.name if provider else None)
 
 
 async def accept_invitation(*, session: AsyncSession, token: str, guardian_id: UUID, now: datetime) -> UUID | None:

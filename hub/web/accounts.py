@@ -75,8 +75,8 @@ async def logout(request: Request) -> Response:
 
 
 @router.get("/signup")
-async def signup_form(request: Request) -> Response:
-    return page(request, "signup.html")
+async def signup_form(request: Request, next: str | None = None, email: str | None = None) -> Response:
+    return page(request, "signup.html", next=safe_next(next), email=(email or "")[:320])
 
 
 @router.post("/signup")
@@ -85,14 +85,15 @@ async def signup(request: Request) -> Response:
     if not csrf_ok(request, form):
         return _csrf_refused(request)
     name, email, password = (str(form.get(k, ""))[:1024] for k in ("name", "email", "password"))
+    target = safe_next(str(form.get("next", "")))
     async with request.app.state.hub.sessions() as session:
         try:
             guardian = await accounts.sign_up(session=session, email=email, display_name=name[:200], password=password)
         except ValueError as exc:  # weak password, bad email, taken address
-            return page(request, "signup.html", 400, name=name, email=email, error=str(exc))
+            return page(request, "signup.html", 400, name=name, email=email, next=target, error=str(exc))
         await session.commit()
     sign_in_session(request, guardian)
-    return RedirectResponse("/account", status_code=303)
+    return RedirectResponse(target, status_code=303)
 
 
 @router.get("")

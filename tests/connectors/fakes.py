@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-PORTS = range(8250, 8300)
+# KINFOLIO_TEST_PORTS=8300-8349 (as for tests/live_server.py) keeps runs sharing a machine apart:
+# a hub started here on another run's port would answer for the wrong database.
+_LOW, _, _HIGH = os.environ.get("KINFOLIO_TEST_PORTS", "8250-8299").partition("-")
+PORTS = range(int(_LOW), int(_HIGH) + 1)
 
 
 def free_port() -> int:
@@ -26,7 +30,7 @@ def free_port() -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 8250-8299")
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 class FlakyTransport(httpx.AsyncBaseTransport):

@@ -158,8 +158,7 @@ async def test_import_grants_for_some_second_run_and_delta(engine, app, monkeypa
     async with asgi_http(app) as http:
         delta = await run_instance(sessions=sessions, name="sis", http=http)
     r = delta.report
-    assert (r.read, r.created, r.updated, r.unchanged, r.invalid) == (3, 0, 2, 0, 1)
-    assert "tobedeleted" in _refs(r, "invalid")["enrollments.csv:3"]
+    assert (r.read, r.created, r.updated, r.unchanged, r.invalid, r.retracted) == (3, 0, 2, 0, 0, 1)
     from hub.records.models import SkillAssessment
 
     async with sessions() as session:
@@ -201,7 +200,7 @@ async def test_v12_sample_roster_invitations_and_imperfections(engine, app, monk
     assert await _count(engine, GuardianInvitation) == 2 and await _count(engine, ConsentGrant) == 0
 
     # Accepting makes a guardian (only of that learner), still without any grant.
-    token = mail[0].body.split("/account/invitation/")[1].split()[0]
+    token = mail[0].body.split("/family/invitations/")[1].split()[0]
     async with sessions() as session, session.begin():
         guardian = await create_guardian(session=session, email="John.Doe@myschool.com", display_name="John")
         learner = await accept_invitation(session=session, token=token, guardian_id=guardian.id, now=datetime.now(UTC))
@@ -267,3 +266,79 @@ async def test_bad_input_reported_with_line_numbers(engine, app, monkeypatch, tm
         names = (await session.execute(select(Learner.family_name))).scalars().all()
     assert names == ["Núñez"]
     assert {"enrollments.csv:2", "enrollments.csv:3", "enrollments.csv:4"} <= set(invalid)
+
+
+RECORD = """
+query($id: ID!) { learner(id: $id) {
+  pathways(first: 50) { nodes { sourceId } }
+  skills(first: 50) { nodes { sourceId proficiency } } } }"""
+
+
+async def test_delta_tobedeleted_retracts_enrollment_and_result(engine, app, monkeypatch, samples_dir, tmp_path, client):
+    from tests.factories import get_token, gql
+
+    folder = _sample_copy(samples_dir, tmp_path, MINIMAL)
+    _add_gradebook_and_demographics(folder)
+    provider = await make_provider(engine, "District SIS", ["pathways:contribute", "skills:contribute",
+                                                            "pathways:read", "skills:read"])
+    monkeypatch.setenv(SECRET_ENV, provider.client_secret)
+    await create(engine, "sis", "oneroster-csv", instance_config(provider, {"path": str(folder)}))
+    sessions = make_sessionmaker(engine)
+    async with asgi_http(app) as http:
+        await run_instance(sessions=sessions, name="sis", http=http)  # roster: learners and links
+    families = {}
+    for sid in (MMICHEL, ANNA):
+        family = Family(guardian_id=None, learner_id=await _learner_of(engine, provider, sid))  # type: ignore[arg-type]
+        for section in ("pathways", "skills"):
+            for action in Action:
+                await grant(engine, family, provider, section, action)
+        families[sid] = family
+    async with asgi_http(app) as http:
+        bulk = await run_instance(sessions=sessions, name="sis", http=http, full=True)
+    assert (bulk.report.created, dict(bulk.report.refused)) == (4, {}), bulk.report.details
+
+    token = await get_token(client, provider)
+
+    async def record(sid: str) -> tuple[set[str], set[str]]:
+        from tests.factories import learner_id_for
+
+        body = (await gql(client, token, RECORD, {"id": learner_id_for(families[sid], provider)})).json()
+        assert "errors" not in body, body
+        learner = body["data"]["learner"]
+        return ({n["sourceId"] for n in learner["pathways"]["nodes"]}, {n["sourceId"] for n in learner["skills"]["nodes"]})
+
+    before = {sid: await record(sid) for sid in families}
+    gone_enrollment, gone_result = "enr-s-222-12345-985321", "r-1"
+    assert f"oneroster:enrollment:{gone_enrollment}" in before[MMICHEL][0]
+    assert f"oneroster:result:{gone_result}" in before[MMICHEL][1]
+
+    # A delta drop: one enrollment and one result of mmichel tobedeleted, plus a row for an
+    # entry that was never stored (unchanged, not an error).
+    for name in folder.iterdir():
+        name.unlink()
+    (folder / "manifest.csv").write_text(
+        "propertyName,value\nmanifest.version,1.0\noneroster.version,1.1\nfile.results,delta\nfile.enrollments,delta\n"
+    )
+    (folder / "results.csv").write_text(
+        "sourcedId,status,dateLastModified,lineItemSourcedId,studentSourcedId,scoreStatus,score,scoreDate,comment\n"
+        f"{gone_result},tobedeleted,2022-10-20T10:00:00Z,li-1,{MMICHEL},fully graded,85,2022-10-16,\n"
+        f"r-never,tobedeleted,2022-10-20T10:00:00Z,li-1,{ANNA},,,,\n"
+    )
+    (folder / "enrollments.csv").write_text(
+        "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate\n"
+        f"{gone_enrollment},tobedeleted,2022-10-20T10:00:00Z,cls-222-123478,org-sch-222-456,{MMICHEL},student,,,\n"
+    )
+    async with asgi_http(app) as http:
+        delta = await run_instance(sessions=sessions, name="sis", http=http)
+        again = await run_instance(sessions=sessions, name="sis", http=http, full=True)
+    r = delta.report
+    assert delta.status == "succeeded", delta.error
+    assert (r.read, r.created, r.updated, r.retracted, r.unchanged, r.invalid) == (3, 0, 0, 2, 1, 0), r.details
+    after = {sid: await record(sid) for sid in families}
+    assert after[MMICHEL] == (before[MMICHEL][0] - {f"oneroster:enrollment:{gone_enrollment}"},
+                              before[MMICHEL][1] - {f"oneroster:result:{gone_result}"})
+    assert after[ANNA] == before[ANNA]  # the rest untouched
+    # The second run of the same delta changes nothing.
+    a = again.report
+    assert (a.read, a.created, a.updated, a.retracted, a.unchanged, a.invalid) == (3, 0, 0, 0, 3, 0), a.details
+    assert {sid: await record(sid) for sid in families} == after

@@ -5,14 +5,13 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import event
 
 from consent import Action
 from hub.db import make_sessionmaker
 from hub.grants.service import grant_access
 from hub.people.models import Learner
 from tests.conftest import PSEUDONYM_KEY
-from tests.factories import get_token, gql, make_provider
+from tests.factories import get_token, gql, make_provider, statements_during
 
 PAGE = """query($first: Int!) { learners(first: $first) { nodes { id
   badges(first: 5) { nodes { id } }
@@ -33,16 +32,8 @@ async def _learners_with_grants(engine, provider, count: int) -> None:  # type: 
 
 
 async def _statements_for(client, engine, token: str, first: int) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
-    seen: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
-        seen.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with statements_during(engine) as seen:
         body = (await gql(client, token, PAGE, {"first": first})).json()
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
     return len(seen), body
 
 
