@@ -39,9 +39,6 @@ TASK_SYNC = "kinfolio.sync_instance"
 TASK_REPLAY = "kinfolio.replay_dead_letters"
 TASK_TICK = "kinfolio.enqueue_due"
 SCHEDULES_LOCK = "kinfolio:schedules"
-# A worker that has not sent a heartbeat for this long is gone (SIGKILL, lost machine): its jobs
-# are handed out again (Procrastinate leaves them "doing", holding their lock, otherwise).
-STALLED_AFTER_SECONDS = 60.0
 
 
 class QueueUnavailable(Exception):
@@ -130,9 +127,11 @@ async def _replay(context: procrastinate.JobContext, name: str) -> str:
 async def _enqueue_due(context: procrastinate.JobContext, timestamp: int) -> list[str]:
     """Periodic: queue a run of every instance whose `sync schedule` is due (connectors/schedule.py)."""
     app = context.app
-    # Jobs of workers that died keep their lock; give them to a live worker (the run's lease and
+    # A worker that stopped sending heartbeats (SIGKILL, lost machine) leaves its jobs "doing",
+    # holding their instance's lock for ever; give them to a live worker (the run's lease and
     # cursor make a repeated run safe: it resumes, or finds the lease still held and ends "busy").
-    for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_SECONDS):
+    stalled_after = context.additional_context.get("stalled_seconds", 60.0)
+    for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after):
         if job.task_name in (TASK_SYNC, TASK_REPLAY):
             log.warning("job %s (%s) was left by a stopped worker; retrying it", job.id, job.lock)
             await app.job_manager.retry_job(job)
@@ -158,7 +157,9 @@ async def serve(
                 ready()
             await app.run_worker_async(
                 concurrency=concurrency, wait=wait, queues=[settings.queue_name], delete_jobs=delete_jobs,
-                additional_context={"sessions": make_sessionmaker(engine)},
+                additional_context={"sessions": make_sessionmaker(engine), "stalled_seconds": settings.queue_stalled_seconds},
+                update_heartbeat_interval=min(10.0, settings.queue_stalled_seconds / 4),
+                stalled_worker_timeout=settings.queue_stalled_seconds,
             )
     finally:
         await engine.dispose()

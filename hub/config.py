@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # (a Procrastinate cron: five fields, or six with seconds last).
     queue_name: str = Field(default="kinfolio-sync", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
     queue_schedule_cron: str = "* * * * * */10"
+    # A queue worker silent (no heartbeat) this long is taken for dead: its running jobs, which
+    # hold their instance's lock, are handed to a live worker (connectors/queue.py).
+    queue_stalled_seconds: float = Field(default=60.0, ge=2, le=3600)
 
     @field_validator("queue_schedule_cron")
     @classmethod

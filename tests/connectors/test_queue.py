@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,9 +35,9 @@ from hub.cli import app as cli
 from hub.config import Settings, get_settings
 from hub.db import make_engine, make_sessionmaker
 from tests.conftest import PSEUDONYM_KEY, ROOT, _create_pg_database, _drop_pg_database
-from tests.connectors.helpers import SECRET_ENV, activity_state, instance_config, linked_family
+from tests.connectors.helpers import SECRET_ENV, activity_state, instance_config, link_existing, linked_family
 from tests.connectors.test_crash_safety import _expected
-from tests.factories import ProviderClient, make_provider
+from tests.factories import Family, ProviderClient, make_provider
 from tests.live_server import _free_port
 
 ADMIN_URL = (os.environ.get("KINFOLIO_QUEUE_TEST_DATABASE_URL") or os.environ.get("KINFOLIO_TEST_DATABASE_URL")
@@ -54,6 +55,7 @@ class Cluster:
     hub_url: str
     learner_of: dict[str, str]
     logs: list[Path]
+    families: list[Family]
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -97,10 +99,10 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory, signing_key_pem: str
     try:
         await migrate.upgrade(engine)
         provider = await make_provider(engine, "District LRS", ["activities:contribute", "activities:read"])
-        learner_of = {}
+        learner_of, families = {}, []
         for n in range(LEARNERS):
-            family = await linked_family(engine, provider, learner_email(n), grant_activities=True)
-            learner_of[canonical_actor_id(f"mailto:{learner_email(n)}")] = str(family.learner_id)
+            families.append(await linked_family(engine, provider, learner_email(n), grant_activities=True))
+            learner_of[canonical_actor_id(f"mailto:{learner_email(n)}")] = str(families[-1].learner_id)
         port = _free_port()
         hub_url = f"http://127.0.0.1:{port}"
         settings = Settings(environment="test", database_url=url, data_dir=tmp, issuer=hub_url,
@@ -110,7 +112,8 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory, signing_key_pem: str
             **os.environ, "KINFOLIO_DATABASE_URL": url, "KINFOLIO_ENVIRONMENT": "test", "KINFOLIO_DATA_DIR": str(tmp),
             "KINFOLIO_ISSUER": hub_url, "KINFOLIO_SIGNING_KEY_PEM": signing_key_pem,
             "KINFOLIO_PSEUDONYM_KEY_HEX": PSEUDONYM_KEY.hex(), "KINFOLIO_SESSION_SECRET_HEX": "ab" * 32,
-            "KINFOLIO_QUEUE_SCHEDULE_CRON": settings.queue_schedule_cron, SECRET_ENV: provider.client_secret,
+            "KINFOLIO_QUEUE_SCHEDULE_CRON": settings.queue_schedule_cron, "KINFOLIO_QUEUE_STALLED_SECONDS": "3",
+            SECRET_ENV: provider.client_secret,
         }
         logs = [tmp / "hub.log"] + [tmp / f"worker-{n}.log" for n in range(WORKERS)]
         processes.append(_spawn(["uvicorn", "hub.asgi:app", "--host", "127.0.0.1", "--port", str(port),
@@ -127,7 +130,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory, signing_key_pem: str
             return healthy and all("queue worker ready" in log.read_text() for log in logs[1:])
 
         await _wait_for(up, "the hub and the workers to start", logs=logs)
-        yield Cluster(engine, env, settings, provider, hub_url, learner_of, logs)
+        yield Cluster(engine, env, settings, provider, hub_url, learner_of, logs, families)
     finally:
         for process in processes:
             process.terminate()
@@ -224,6 +227,54 @@ async def test_due_schedules_are_enqueued_by_the_periodic_task(cluster: Cluster,
     assert gamma.next_run_at > now + timedelta(minutes=59)
     ticks = [j for j in await _jobs(cluster.engine) if j["task_name"] == TASK_TICK]
     assert ticks and {j["status"] for j in ticks} <= {"succeeded", "todo", "doing"}
+
+
+async def test_the_run_of_a_killed_worker_is_taken_over_and_completes(cluster: Cluster, tmp_path):  # type: ignore[no-untyped-def]
+    # Its own provider and learners (so the count below is this import's), its own queue "stall":
+    # first only the victim serves it, so the victim takes the job.
+    provider = await make_provider(cluster.engine, "Stall LRS", ["activities:contribute", "activities:read"])
+    for n, family in enumerate(cluster.families):
+        await link_existing(cluster.engine, provider, family, learner_email(n))
+    path = tmp_path / "delta.jsonl"
+    write_statements(path, 800, LEARNERS, seed="delta")
+    config = instance_config(provider, {"paths": [str(path)], "page_size": 50}, url=cluster.hub_url, batch_size=50, lease_seconds=1)
+    config["hub"]["client_secret_env"] = "KINFOLIO_TEST_STALL_SECRET"
+    sessions = make_sessionmaker(cluster.engine)
+    await state.create_instance(sessions=sessions, name="delta", kind="xapi-file", config=config)
+    env = {**cluster.env, "KINFOLIO_QUEUE_NAME": "stall", "KINFOLIO_TEST_STALL_SECRET": provider.client_secret}
+    logs = [tmp_path / "victim.log", tmp_path / "rescuer.log"]
+    victim = _spawn(["hub.cli", "queue", "worker", "--concurrency", "1", "--keep-jobs"], env, logs[0])
+    rescuer = None
+    try:
+        async def ready(log: Path) -> bool:
+            return "queue worker ready" in log.read_text()
+
+        await _wait_for(lambda: ready(logs[0]), "the victim worker", logs=logs)
+        stall = make_app(cluster.settings.model_copy(update={"queue_name": "stall"}))
+        async with stall.open_async():
+            job_id = await enqueue_sync(stall, "delta")
+
+        async def under_way() -> bool:
+            cursor = (await state.get_instance(sessions=sessions, name="delta")).cursor
+            return bool(cursor) and json.loads(cursor)["record"] >= 100
+
+        await _wait_for(under_way, "the victim's run to get going", logs=logs)
+        rescuer = _spawn(["hub.cli", "queue", "worker", "--concurrency", "1", "--keep-jobs"], env, logs[1])
+        await _wait_for(lambda: ready(logs[1]), "the rescuer worker", logs=logs)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+
+        async def finished() -> bool:
+            return [j["status"] for j in await _jobs(cluster.engine) if j["id"] == job_id] == ["succeeded"]
+
+        await _wait_for(finished, "the stalled job to be retried and finish", timeout=60, logs=[*logs, *cluster.logs])
+    finally:
+        for process in (victim, rescuer):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(15)
+    assert [status for _, _, status in await _runs(cluster.engine, "delta")] == ["interrupted", "succeeded"]
+    assert await activity_state(cluster.engine, provider) == _expected(path, cluster.learner_of)
 
 
 async def test_enqueue_refuses_unknown_instances_and_a_queueing_lock_holds(cluster: Cluster, kinfolio):  # type: ignore[no-untyped-def]
