@@ -61,9 +61,10 @@ def queue_dsn(settings: Settings) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def make_app(settings: Settings) -> procrastinate.App:
+def make_app(settings: Settings, *, pool_size: int = 2) -> procrastinate.App:
     """A Procrastinate app with the sync, replay and schedule tasks, bound to the queue's database."""
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=queue_dsn(settings), min_size=1, max_size=4))
+    connector = procrastinate.PsycopgConnector(conninfo=queue_dsn(settings), min_size=1, max_size=pool_size)
+    app = procrastinate.App(connector=connector)
     queue = settings.queue_name
     app.task(name=TASK_SYNC, queue=queue, pass_context=True)(_sync_instance)
     app.task(name=TASK_REPLAY, queue=queue, pass_context=True)(_replay)
@@ -147,7 +148,8 @@ async def serve(
     ready: Callable[[], Any] | None = None,
 ) -> None:
     """Run a worker until stopped (SIGINT/SIGTERM finish the running jobs first)."""
-    app = make_app(settings)
+    # Connections: one per running job (finishing it), one fetching, one listening, one for periodic defers.
+    app = make_app(settings, pool_size=concurrency + 3)
     engine = make_engine(settings.resolved_database_url, pool_size=max(2, concurrency))
     try:
         async with app.open_async():

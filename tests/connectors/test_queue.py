@@ -129,7 +129,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory, signing_key_pem: str
                 return False
             return healthy and all("queue worker ready" in log.read_text() for log in logs[1:])
 
-        await _wait_for(up, "the hub and the workers to start", logs=logs)
+        await _wait_for(up, "the hub and the workers to start", timeout=90, logs=logs)
         yield Cluster(engine, env, settings, provider, hub_url, learner_of, logs, families)
     finally:
         for process in processes:
@@ -236,7 +236,7 @@ async def test_the_run_of_a_killed_worker_is_taken_over_and_completes(cluster: C
     for n, family in enumerate(cluster.families):
         await link_existing(cluster.engine, provider, family, learner_email(n))
     path = tmp_path / "delta.jsonl"
-    write_statements(path, 800, LEARNERS, seed="delta")
+    write_statements(path, 1000, LEARNERS, seed="delta")
     config = instance_config(provider, {"paths": [str(path)], "page_size": 50}, url=cluster.hub_url, batch_size=50, lease_seconds=1)
     config["hub"]["client_secret_env"] = "KINFOLIO_TEST_STALL_SECRET"
     sessions = make_sessionmaker(cluster.engine)
@@ -249,7 +249,7 @@ async def test_the_run_of_a_killed_worker_is_taken_over_and_completes(cluster: C
         async def ready(log: Path) -> bool:
             return "queue worker ready" in log.read_text()
 
-        await _wait_for(lambda: ready(logs[0]), "the victim worker", logs=logs)
+        await _wait_for(lambda: ready(logs[0]), "the victim worker", timeout=60, logs=logs)
         stall = make_app(cluster.settings.model_copy(update={"queue_name": "stall"}))
         async with stall.open_async():
             job_id = await enqueue_sync(stall, "delta")
@@ -259,10 +259,11 @@ async def test_the_run_of_a_killed_worker_is_taken_over_and_completes(cluster: C
             return bool(cursor) and json.loads(cursor)["record"] >= 100
 
         await _wait_for(under_way, "the victim's run to get going", logs=logs)
-        rescuer = _spawn(["hub.cli", "queue", "worker", "--concurrency", "1", "--keep-jobs"], env, logs[1])
-        await _wait_for(lambda: ready(logs[1]), "the rescuer worker", logs=logs)
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
+        # The job stays "doing" (holding delta's lock) until a schedule tick of the main workers
+        # finds its worker silent and hands it back to the "stall" queue, served from now on.
+        rescuer = _spawn(["hub.cli", "queue", "worker", "--concurrency", "1", "--keep-jobs"], env, logs[1])
 
         async def finished() -> bool:
             return [j["status"] for j in await _jobs(cluster.engine) if j["id"] == job_id] == ["succeeded"]
