@@ -1,4 +1,4 @@
-"""``kinfolio sync …``, ``kinfolio worker`` and ``kinfolio learner link`` (registered by hub/cli.py)."""
+"""``kinfolio sync …``, ``kinfolio worker``, ``kinfolio queue …`` and ``kinfolio learner link`` (registered by hub/cli.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from hub.db import make_engine, make_sessionmaker
 sync_app = typer.Typer(help="Connectors: sync jobs that import school and learning data.", no_args_is_help=True)
 dead_app = typer.Typer(help="Records that were not imported.", no_args_is_help=True)
 sync_app.add_typer(dead_app, name="dead-letters")
+queue_app = typer.Typer(help="The scale-out runner: sync jobs on a PostgreSQL job queue (Procrastinate).", no_args_is_help=True)
 
 EXIT_BUSY = 3
 
@@ -133,6 +134,71 @@ def _print_report(report, console) -> None:  # type: ignore[no-untyped-def]
         for d in report.details[:50]:
             table.add_row(d["kind"], d["ref"], d["reason"])
         console.print(table)
+
+
+def _queue_app():  # type: ignore[no-untyped-def]
+    from connectors.queue import QueueUnavailable, make_app
+
+    try:
+        return make_app(get_settings())
+    except QueueUnavailable as exc:
+        _fail(str(exc))
+
+
+@sync_app.command("enqueue")
+def sync_enqueue(
+    name: str,
+    full: Annotated[bool, typer.Option(help="Ignore the cursor and re-read the whole source (idempotent).")] = False,
+    replay: Annotated[bool, typer.Option(help="Queue a replay of the dead letters instead of a run.")] = False,
+) -> None:
+    """Queue a run for `kinfolio queue worker`s (PostgreSQL only). Prints the job id, or that one is already waiting."""
+    from connectors import state
+    from connectors.queue import enqueue_replay, enqueue_sync
+
+    if full and replay:
+        _fail("--full and --replay do not go together")
+    queue = _queue_app()
+
+    async def work(sessions):  # type: ignore[no-untyped-def]
+        await state.get_instance(sessions=sessions, name=name)  # LookupError for a wrong name
+        async with queue.open_async():
+            if replay:
+                return await enqueue_replay(queue, name)
+            return await enqueue_sync(queue, name, full=full)
+
+    try:
+        job = _with_sessions(work)
+    except LookupError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # e.g. the queue's tables are missing, the server is unreachable
+        _fail(f"could not queue: {type(exc).__name__}: {exc}")
+    what = "replay" if replay else "run"
+    typer.echo(f"{name}: {what} already queued" if job is None else f"{name}: {what} queued as job {job}")
+
+
+@queue_app.command("worker")
+def queue_worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once by this worker (different instances).")] = 2,
+    keep_jobs: Annotated[bool, typer.Option(help="Keep finished jobs in procrastinate_jobs (default: delete successful ones).")] = False,
+) -> None:
+    """Run queued syncs and serve `sync schedule`s (PostgreSQL only; any number of workers is safe)."""
+    import logging
+
+    from connectors.queue import QueueUnavailable, queue_dsn, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    try:
+        queue_dsn(settings)
+    except QueueUnavailable as exc:
+        _fail(str(exc))
+    try:
+        asyncio.run(serve(settings, concurrency=concurrency, delete_jobs="never" if keep_jobs else "successful",
+                           ready=lambda: typer.echo(f"queue worker ready (queue {settings.queue_name}, concurrency {concurrency})", err=True)))
+    except QueueUnavailable as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
 
 
 @sync_app.command("status")

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 
 import httpx
 from croniter import croniter
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from connectors import state
 from connectors.models import ConnectorInstance
 from connectors.runtime import run_instance
-from hub.db import utcnow
+from hub.db import transaction, utcnow
 
 log = logging.getLogger(__name__)
 _EVERY = re.compile(r"^(\d+)\s*([smhd])$")
@@ -58,6 +58,34 @@ async def due_instances(*, sessions: state.Sessions, now: datetime) -> list[str]
             ).order_by(ConnectorInstance.next_run_at)
         )
         return list(result.scalars())
+
+
+async def claim_due(*, sessions: state.Sessions, now: datetime) -> list[str]:
+    """Move each due instance's next run on (from ``now``) and return the instances this call moved.
+
+    For the scale-out runner (connectors/queue.py), which enqueues a run for exactly those: the
+    UPDATE is conditional on the next run it read, so callers racing each other claim a due time once.
+    """
+    async with sessions() as session:
+        due = (
+            await session.execute(
+                select(ConnectorInstance.name, ConnectorInstance.schedule, ConnectorInstance.next_run_at)
+                .where(ConnectorInstance.schedule.is_not(None), ConnectorInstance.next_run_at <= now)
+                .order_by(ConnectorInstance.next_run_at)
+            )
+        ).all()
+    claimed = []
+    for name, schedule, due_at in due:
+        async with transaction(sessions) as session:
+            result = await session.execute(
+                update(ConnectorInstance)
+                .where(ConnectorInstance.name == name, ConnectorInstance.schedule == schedule,
+                       ConnectorInstance.next_run_at == due_at)
+                .values(next_run_at=next_run(schedule, now), updated_at=utcnow())
+            )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append(name)
+    return claimed
 
 
 async def run_due(

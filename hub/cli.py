@@ -1044,6 +1044,7 @@ def export_bundle(learner: Annotated[str, typer.Option(help="Learner id.")],
 from connectors import cli as _connectors_cli  # noqa: E402
 
 app.add_typer(_connectors_cli.sync_app, name="sync")
+app.add_typer(_connectors_cli.queue_app, name="queue")
 app.command("worker")(_connectors_cli.worker)
 learner_app.command("link")(_connectors_cli.learner_link)
 

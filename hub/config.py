@@ -113,6 +113,27 @@ class Settings(BaseSettings):
     # Connectors (connectors/README.md): run due `kinfolio sync schedule`s inside the hub process.
     embedded_worker: bool = False
     worker_poll_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+    # Scale-out runner (connectors/queue.py, PostgreSQL only): Procrastinate's connection as a libpq
+    # URL (postgresql://user:pass@host:5432/db?sslmode=require); by default derived from
+    # KINFOLIO_DATABASE_URL (the queue's tables live in the same database). Set it when that URL
+    # carries driver-specific query options libpq does not know (asyncpg's ssl=...).
+    queue_database_url: str | None = None
+    # The queue the sync jobs go to, and how often the workers look for due `sync schedule`s
+    # (a Procrastinate cron: five fields, or six with seconds last).
+    queue_name: str = Field(default="kinfolio-sync", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    queue_schedule_cron: str = "* * * * * */10"
+    # A queue worker silent (no heartbeat) this long is taken for dead: its running jobs, which
+    # hold their instance's lock, are handed to a live worker (connectors/queue.py).
+    queue_stalled_seconds: float = Field(default=60.0, ge=2, le=3600)
+
+    @field_validator("queue_schedule_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"KINFOLIO_QUEUE_SCHEDULE_CRON {value!r} is not a cron expression")
+        return value
 
     @field_validator("pseudonym_key_hex", "session_secret_hex")
     @classmethod

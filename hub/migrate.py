@@ -9,6 +9,14 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _ROOT = Path(__file__).resolve().parent.parent
+# Procrastinate's job queue (connectors/queue.py) is created by its own SQL script in migration
+# 53a12c75e014, on PostgreSQL only; it has no models, so comparisons with the models skip it.
+QUEUE_TABLE_PREFIX = "procrastinate_"
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic ``include_name`` hook: everything but the queue's tables."""
+    return not (type_ == "table" and name is not None and name.startswith(QUEUE_TABLE_PREFIX))
 
 
 def alembic_config() -> Config:

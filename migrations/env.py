@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 import hub.models  # noqa: F401  (registers every table on Base.metadata)
 from hub.config import get_settings
 from hub.db import Base, UTCDateTime, make_engine
+from hub.migrate import include_name
 
 target_metadata = Base.metadata
 
@@ -36,6 +37,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=is_sqlite,  # SQLite cannot ALTER most things: copy-and-move
         compare_type=True,
         render_item=_render_item,
+        include_name=include_name,
         transaction_per_migration=True,
     )
     with context.begin_transaction():

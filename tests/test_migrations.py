@@ -27,9 +27,26 @@ async def scratch_url(tmp_path):  # type: ignore[no-untyped-def]
     await _drop_pg_database(url, admin)
 
 
-async def _tables(engine) -> set[str]:  # type: ignore[no-untyped-def]
+async def _all_tables(engine) -> set[str]:  # type: ignore[no-untyped-def]
     async with engine.connect() as conn:
         return set(await conn.run_sync(lambda c: inspect(c).get_table_names())) - {"alembic_version"}
+
+
+async def _tables(engine) -> set[str]:  # type: ignore[no-untyped-def]
+    return {name for name in await _all_tables(engine) if not name.startswith(migrate.QUEUE_TABLE_PREFIX)}
+
+
+async def _queue_objects(engine) -> dict[str, set[str]]:  # type: ignore[no-untyped-def]
+    """Procrastinate's tables, functions and types (migration 53a12c75e014; PostgreSQL only)."""
+    if engine.dialect.name != "postgresql":
+        return {"tables": set(), "functions": set(), "types": set()}
+    queries = {
+        "tables": "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE 'procrastinate%'",
+        "functions": "SELECT proname FROM pg_proc WHERE proname LIKE 'procrastinate%'",
+        "types": "SELECT typname FROM pg_type WHERE typname LIKE 'procrastinate%' AND typtype IN ('e', 'c')",
+    }
+    async with engine.connect() as conn:
+        return {kind: set((await conn.execute(text(sql))).scalars()) for kind, sql in queries.items()}
 
 
 async def test_upgrade_on_empty_then_downgrade_to_base_and_up_again(scratch_url):
@@ -37,10 +54,20 @@ async def test_upgrade_on_empty_then_downgrade_to_base_and_up_again(scratch_url)
     try:
         await migrate.upgrade(engine)
         assert await _tables(engine) == set(Base.metadata.tables)
+        queue = await _queue_objects(engine)
+        if engine.dialect.name == "postgresql":
+            assert {"procrastinate_jobs", "procrastinate_events", "procrastinate_periodic_defers"} <= queue["tables"]
+            assert "procrastinate_fetch_job_v2" in queue["functions"] and "procrastinate_job_status" in queue["types"]
+        else:
+            assert not {t for t in await _all_tables(engine) if t.startswith("procrastinate")}
+        await migrate.downgrade(engine, "c4a5e0f1d2b3")  # only the queue goes
+        assert await _queue_objects(engine) == {"tables": set(), "functions": set(), "types": set()}
+        assert await _tables(engine) == set(Base.metadata.tables)
         await migrate.downgrade(engine, "base")
-        assert await _tables(engine) == set()
+        assert await _all_tables(engine) == set()
         await migrate.upgrade(engine)
         assert await _tables(engine) == set(Base.metadata.tables)
+        assert await _queue_objects(engine) == queue
     finally:
         await engine.dispose()
 
@@ -52,7 +79,7 @@ async def test_models_and_migrations_agree(scratch_url):
         await migrate.upgrade(engine)
         async with engine.connect() as conn:
             diff = await conn.run_sync(
-                lambda c: compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
+                lambda c: compare_metadata(MigrationContext.configure(c, opts={"compare_type": True, "include_name": migrate.include_name}), Base.metadata)
             )
         assert diff == []
     finally:
