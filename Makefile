@@ -29,10 +29,16 @@ $(JS_STAMP): tests/js/package-lock.json
 
 setup: $(STAMP)
 
+# Where the public samples sit beside the project, `make run` uses their JSON-LD contexts and CASE
+# schemas (each pinned by SHA-256), so credentials and framework imports work in the demo.
+SAMPLES := ../shared/samples
+RUN_ENV := $(if $(wildcard $(SAMPLES)/jsonld-contexts/contexts-index.json),KINFOLIO_JSONLD_CONTEXTS_DIR=$${KINFOLIO_JSONLD_CONTEXTS_DIR:-$(SAMPLES)/jsonld-contexts}) \
+           $(if $(wildcard $(SAMPLES)/case/case-v1p1-json-schemas),KINFOLIO_CASE_SCHEMAS_DIR=$${KINFOLIO_CASE_SCHEMAS_DIR:-$(SAMPLES)/case/case-v1p1-json-schemas})
+
 run: setup
 	$(BIN)/kinfolio db upgrade
 	$(BIN)/kinfolio demo
-	$(BIN)/kinfolio serve
+	$(RUN_ENV) $(BIN)/kinfolio serve
 
 test: setup $(JS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

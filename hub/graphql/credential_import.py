@@ -91,7 +91,7 @@ async def import_credentials(info: Info[Context, None], learner_id: UUID, creden
     try:
         kit = credential_kit(ctx.request)
     except CredentialsNotConfigured as exc:
-        raise api_error(ErrorCode.INTERNAL, f"credential import is not configured on this hub: {exc}") from None
+        raise api_error(ErrorCode.NOT_CONFIGURED, f"credential import is not configured on this hub: {exc}") from None
     trusted = getattr(ctx.request.app.state, "credential_trusted_keys", ())
     results: list[CredentialImportItem] = []
     async with ctx.db() as session:

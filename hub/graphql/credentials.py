@@ -81,7 +81,7 @@ async def verify_credential(info: Info[Context, None], credential: str) -> Crede
     try:
         kit = credential_kit(info.context.request)
     except CredentialsNotConfigured as exc:
-        raise api_error(ErrorCode.INTERNAL, f"credential verification is not configured on this hub: {exc}") from None
+        raise api_error(ErrorCode.NOT_CONFIGURED, f"credential verification is not configured on this hub: {exc}") from None
     ctx = info.context
     try:
         async with ctx.db() as session:

@@ -19,6 +19,9 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
     INTERNAL = "INTERNAL"
     NOT_FOUND = "NOT_FOUND"
+    # The operator has not set up what the call needs (JSON-LD contexts, CASE schemas): a lasting
+    # condition, not an incident, so clients must not retry it the way they retry INTERNAL.
+    NOT_CONFIGURED = "NOT_CONFIGURED"
     RATE_LIMITED = "RATE_LIMITED"
     REQUEST_COOLDOWN = "REQUEST_COOLDOWN"
 

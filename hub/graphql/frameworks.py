@@ -99,7 +99,7 @@ async def import_framework(info: Info[Context, None], package: Any) -> Framework
             result = await service.import_package(session=session, package=package, schemas_dir=ctx.settings.case_schemas_dir,
                                                   now=ctx.access.now, provider_id=ctx.token.provider_id)
     except service.FrameworksNotConfigured as exc:
-        raise api_error(ErrorCode.INTERNAL, f"framework import is not configured on this hub: {exc}") from None
+        raise api_error(ErrorCode.NOT_CONFIGURED, f"framework import is not configured on this hub: {exc}") from None
     except service.PackageInvalid as exc:
         raise bad_input(f"package: {exc}", argument="package",
                         errors=[{"path": p.path, "identifier": p.identifier, "message": p.reason} for p in exc.problems]) from None

@@ -198,3 +198,13 @@ async def test_portal_record_page_shows_the_item_statement(client, engine, sampl
     assert page.status_code == 200
     assert "<strong>Smart levels</strong> <span class=\"case-item\">(SL.1.1: Item 1.1 — SmartLevel Test)</span>" in page.text
     assert "<strong>Reading fluency</strong>: 2.5" in page.text  # a label-only skill shows no item
+
+
+async def test_a_hub_without_the_case_schemas_says_so_and_is_not_retried(client, engine, samples_dir, settings):
+    settings.case_schemas_dir = None  # the operator has not set KINFOLIO_CASE_SCHEMAS_DIR
+    token = await _importer(client, engine)
+    body = (await gql(client, token, IMPORT, {"package": _package(samples_dir, "AdoptedTestFramework.json")})).json()
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "NOT_CONFIGURED"  # not INTERNAL: connectors retry INTERNAL
+    assert "KINFOLIO_CASE_SCHEMAS_DIR" in error["message"]
+    assert await _count(engine, CaseDocument) == 0
