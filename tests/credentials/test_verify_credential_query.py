@@ -118,5 +118,5 @@ async def test_verification_needs_a_token_and_a_configured_hub(client, app, toke
     assert anonymous.status_code == 401
     monkeypatch.delattr(app.state, "credential_kit")  # the test settings name no JSON-LD contexts directory
     body = await ask(client, token, '{"@context": [], "type": ["VerifiableCredential"]}')
-    assert body["errors"][0]["extensions"]["code"] == "INTERNAL"
+    assert body["errors"][0]["extensions"]["code"] == "NOT_CONFIGURED"
     assert "KINFOLIO_JSONLD_CONTEXTS_DIR" in body["errors"][0]["message"]
