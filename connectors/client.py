@@ -1,7 +1,7 @@
 """The hub's public API as a connector sees it: OAuth client credentials + GraphQL over HTTP.
 
-A connector is an ordinary provider: it gets a token at ``/oauth/token`` (RFC 6749 §4.4,
-``client_secret_basic``), renews it before it expires, and calls ``/graphql``. Transient failures
+A connector is an ordinary provider: it gets a token at ``/oauth/token`` (RFC 6749 §4.4, with
+``client_secret_basic`` or ``private_key_jwt``, RFC 7523 §2.2), renews it before it expires, and calls ``/graphql``. Transient failures
 (connection errors, 429, 502, 503, 504, and GraphQL ``CONFLICT``/``INTERNAL`` answers, which mean
 nothing was stored) are retried with exponential backoff and full jitter (tenacity), and a
 ``Retry-After`` header (RFC 9110 §10.2.3, seconds or an HTTP date) is honoured. Every call the
@@ -11,6 +11,7 @@ runtime makes is idempotent (``source_id``), so a retry can never store twice.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,12 +21,37 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from joserfc import jwt
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_random_exponential
 
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 RETRYABLE_CODES = frozenset({"CONFLICT", "INTERNAL"})
+
+
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"  # RFC 7523 §2.2
+
+
+def import_private_key(pem: bytes) -> ECKey | RSAKey | OKPKey:
+    """A PEM private key as a joserfc key of its type (EC P-256, RSA, Ed25519)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    loaded = load_pem_private_key(pem, password=None)
+    if isinstance(loaded, ec.EllipticCurvePrivateKey) and loaded.curve.name == "secp256r1":
+        return ECKey.import_key(pem)
+    if isinstance(loaded, rsa.RSAPrivateKey) and loaded.key_size >= 2048:
+        return RSAKey.import_key(pem)
+    if isinstance(loaded, ed25519.Ed25519PrivateKey):
+        return OKPKey.import_key(pem)
+    raise ValueError("not an EC P-256, RSA (2048 bits or more) or Ed25519 private key")
+
+
+def signing_alg(key: ECKey | RSAKey | OKPKey) -> str:
+    # RFC 9864: "Ed25519" is the fully specified name (joserfc warns on the deprecated "EdDSA").
+    return {"EC": "ES256", "RSA": "RS256", "OKP": "Ed25519"}[key.key_type]
 
 
 class HubConfig(BaseModel):
@@ -38,13 +64,36 @@ class HubConfig(BaseModel):
     # The secret is never stored in the instance config: name an environment variable or a file.
     client_secret_env: str | None = None
     client_secret_file: Path | None = None
+    # Or private_key_jwt (RFC 7523 §2.2): a PEM private key (EC P-256, RSA, Ed25519) whose public
+    # JWK is registered for the client; no shared secret exists at all.
+    private_key_file: Path | None = None
+    private_key_kid: str | None = None
     scope: str | None = None
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> HubConfig:
-        if (self.client_secret_env is None) == (self.client_secret_file is None):
-            raise ValueError("give exactly one of client_secret_env or client_secret_file")
+        given = [s for s in (self.client_secret_env, self.client_secret_file, self.private_key_file) if s is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of client_secret_env, client_secret_file or private_key_file")
+        if self.private_key_kid is not None and self.private_key_file is None:
+            raise ValueError("private_key_kid goes with private_key_file")
         return self
+
+    def client_assertion(self, token_endpoint: str) -> str:
+        """A fresh, single-use client assertion (RFC 7523 §3): iss = sub = client_id, aud = the
+        token endpoint, a short expiry and a unique jti (the hub accepts each jti once)."""
+        assert self.private_key_file is not None
+        try:
+            key = import_private_key(self.private_key_file.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise HubError(f"private_key_file {self.private_key_file}: {exc}") from None
+        now = int(time.time())
+        header = {"alg": signing_alg(key)}
+        if self.private_key_kid or key.kid:
+            header["kid"] = self.private_key_kid or key.kid
+        claims = {"iss": self.client_id, "sub": self.client_id, "aud": token_endpoint, "iat": now, "exp": now + 60,
+                  "jti": secrets.token_urlsafe(24)}
+        return jwt.encode(header, claims, key, algorithms=[header["alg"]])
 
     def client_secret(self) -> str:
         if self.client_secret_env is not None:
@@ -146,13 +195,18 @@ class HubClient:
         if self.config.scope:
             data["scope"] = self.config.scope
 
+        endpoint = f"{self.config.url.rstrip('/')}/oauth/token"
+
         async def call() -> httpx.Response:
             self.requests += 1
-            response = await self.http.post(
-                f"{self.config.url.rstrip('/')}/oauth/token",
-                data=data,
-                auth=(self.config.client_id, self.config.client_secret()),
-            )
+            if self.config.private_key_file is not None:
+                # A new assertion per attempt: a retried one would be refused as a jti replay.
+                form = {**data, "client_assertion_type": CLIENT_ASSERTION_TYPE,
+                        "client_assertion": self.config.client_assertion(endpoint)}
+                response = await self.http.post(endpoint, data=form)
+            else:
+                response = await self.http.post(endpoint, data=data,
+                                                auth=(self.config.client_id, self.config.client_secret()))
             self._raise_for_transient(response)
             return response
 

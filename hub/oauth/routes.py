@@ -24,7 +24,7 @@ from hub.oauth import service as oauth_service
 from hub.oauth.bearer import BearerError, verify_jwt
 from hub.oauth.keys import ALGORITHM
 from hub.oauth.models import IssuedToken, RefreshToken
-from hub.oauth.server import TOKEN_ENDPOINT_AUTH_METHODS, FormRequest, Prefetched, RegisteredClient, assertion_jti, digest
+from hub.oauth.server import CLIENT_ASSERTION_ALGORITHMS, TOKEN_ENDPOINT_AUTH_METHODS, FormRequest, Prefetched, RegisteredClient, assertion_jti, digest
 from hub.providers.models import OAuthClient
 
 router = APIRouter(tags=["oauth"])
@@ -304,7 +304,7 @@ async def metadata(request: Request) -> JSONResponse:
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": list(TOKEN_ENDPOINT_AUTH_METHODS),
-            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
+            "token_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGORITHMS),
             "revocation_endpoint_auth_methods_supported": list(TOKEN_ENDPOINT_AUTH_METHODS),
             "introspection_endpoint_auth_methods_supported": confidential,
             "authorization_response_iss_parameter_supported": True,

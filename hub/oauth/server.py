@@ -26,13 +26,14 @@ from typing import Any
 from uuid import UUID
 
 from authlib.oauth2 import AuthorizationServer, OAuth2Request
-from authlib.oauth2.rfc6749 import ClientMixin, InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError, InvalidRequestError, grants
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_list
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
-from joserfc import jws
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from consent.sections import supported_scopes
@@ -42,6 +43,10 @@ from hub.oauth.keys import ALGORITHM, SigningKeys
 
 # RFC 6749 §2.3.1 (secret), RFC 7523 §2.2 (signed assertion), RFC 7591 §2 "none" (public client).
 TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+# Signature algorithms accepted in private_key_jwt assertions, and advertised as such (RFC 8414 §2
+# token_endpoint_auth_signing_alg_values_supported). "Ed25519" is RFC 9864's fully specified name
+# for EdDSA over Ed25519; never "none", never a MAC.
+CLIENT_ASSERTION_ALGORITHMS = ("ES256", "RS256", "PS256", "Ed25519")
 CONFIDENTIAL_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -347,6 +352,16 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             return False
         _pending_assertion.set((str(claims["sub"]), jti, int(claims["exp"])))
         return True
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        # Authlib decodes with joserfc's "recommended" algorithms only, which leaves out PS256 and
+        # Ed25519; the list we advertise is the list we accept.
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=list(CLIENT_ASSERTION_ALGORITHMS))
+        except JoseError as exc:
+            raise InvalidClientError(description=exc.description) from exc
+        self.verify_claims(token.claims)
+        return token.claims
 
     def resolve_client_public_key(self, client: RegisteredClient) -> KeySet:
         keys = client.public_jwks()
