@@ -36,6 +36,8 @@ from graphql import (
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from hub.graphql.coercion import input_coercer
+
 _PLAIN = "_kinfolio_plain"
 LEAF, OBJECT, LIST = "leaf", "object", "list"
 _GENERIC = object()  # "let graphql-core execute this field"
@@ -92,6 +94,29 @@ def mark_plain_fields(schema: GraphQLSchema) -> int:
 
 
 class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    @classmethod
+    def build(  # type: ignore[override]
+        cls, schema: GraphQLSchema, document: Any, root_value: Any = None, context_value: Any = None,
+        raw_variable_values: dict[str, Any] | None = None, *args: Any, **kwargs: Any,
+    ) -> Any:
+        """graphql-core's build, with list variables coerced by compiled coercers (coercion.py).
+
+        graphql-core builds the operation with an empty list in place of each list variable
+        (checking everything else as usual); the real values are then coerced by the compiled
+        coercer of the variable's declared type. If any of them is invalid — or the operation
+        does not build — graphql-core builds it again from the original values, so an invalid
+        request gets graphql-core's own errors.
+        """
+        lists = [name for name, value in (raw_variable_values or {}).items() if isinstance(value, list) and value]
+        if not lists:
+            return super().build(schema, document, root_value, context_value, raw_variable_values, *args, **kwargs)
+        assert raw_variable_values is not None
+        placeholders = {**raw_variable_values, **{name: [] for name in lists}}
+        executor = super().build(schema, document, root_value, context_value, placeholders, *args, **kwargs)
+        if not isinstance(executor, list) and _coerce_lists(executor.variable_values, raw_variable_values, lists):
+            return executor
+        return super().build(schema, document, root_value, context_value, raw_variable_values, *args, **kwargs)
+
     def execute_fields(  # type: ignore[override]
         self,
         parent_type: GraphQLObjectType,
@@ -211,3 +236,17 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
 
+
+def _coerce_lists(values: Any, raw: dict[str, Any], names: list[str]) -> bool:
+    """Put the compiled coercion of each list variable in place; False if one is invalid."""
+    for name in names:
+        source = values.sources.get(name)
+        if source is None:
+            continue  # not a variable of this operation: graphql-core ignores it too
+        coercer = input_coercer(source.signature.type)
+        coerced = coercer(raw[name]) if coercer is not None else Undefined
+        if coerced is Undefined:
+            return False
+        values.coerced[name] = coerced
+        values.sources[name] = source._replace(value=raw[name])
+    return True

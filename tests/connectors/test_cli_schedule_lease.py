@@ -50,7 +50,7 @@ def test_add_status_schedule_link_and_refusals(kinfolio, tmp_path):  # type: ign
     assert unknown.exit_code == 2 and "unknown connector kind" in unknown.output
     secretless = kinfolio("sync", "add", "z", "--kind", "xapi-file", "--config",
                           json.dumps({**config, "hub": {"url": "https://h", "client_id": "c"}}), ok=False)
-    assert secretless.exit_code == 2 and "client_secret_env or client_secret_file" in secretless.output
+    assert secretless.exit_code == 2 and "client_secret_env, client_secret_file or private_key_file" in secretless.output
 
     assert "every:900" in kinfolio("sync", "schedule", "lrs", "--every", "15m").output
     assert "cron:0 2 * * *" in kinfolio("sync", "schedule", "lrs", "--cron", "0 2 * * *").output

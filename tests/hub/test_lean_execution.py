@@ -183,3 +183,86 @@ def _nested_models(model: Any) -> list[Any]:
                     found.append(inner)
                     found.extend(m for m in _nested_models(inner) if m not in found)
     return found
+
+
+# -- compiled variable coercion (hub/graphql/coercion.py) ------------------------------------------
+
+from graphql import GraphQLList, GraphQLNonNull, Undefined  # noqa: E402
+from graphql.utilities import coerce_input_value  # noqa: E402
+
+from hub.graphql.coercion import input_coercer  # noqa: E402
+
+_ACTIVITY = {
+    "sourceId": "s-1", "verb": {"id": "http://adlnet.gov/expapi/verbs/completed", "display": "completed"},
+    "object": {"id": "https://lms.example.org/a/1", "name": "Unit 1", "type": "http://adlnet.gov/expapi/activities/lesson"},
+    "result": {"score": {"scaled": 0.5, "raw": 5, "min": 0, "max": 10}, "success": True, "completion": True,
+               "duration": "PT5M"},
+    "timestamp": "2026-03-01T10:00:00Z",
+}
+_NOISE = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, width=32), st.text(max_size=4),
+                   st.just([]), st.just({}), st.just("2026-03-01T10:00:00Z"), st.just("COURSE"), st.just(Undefined))
+
+
+@st.composite
+def _perturbed(draw: Any, value: Any, one_in: int | None) -> Any:
+    """A valid input, changed here and there (about one node in ``one_in``; never if None): values
+    swapped for noise, keys dropped or added, nulls where non-null is required."""
+    if one_in is not None and draw(st.integers(0, one_in)) == 0:
+        return draw(_NOISE)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if one_in is not None and draw(st.integers(0, one_in)) == 0:
+                continue  # dropped (required fields then fail)
+            out[key] = draw(_perturbed(item, one_in))
+        if one_in is not None and draw(st.integers(0, one_in)) == 0:
+            out[draw(st.sampled_from(["extra", "source_id", "Verb"]))] = draw(_NOISE)
+        return out
+    if isinstance(value, list):
+        return [draw(_perturbed(item, one_in)) for item in value]
+    return value
+
+
+def _input_types() -> dict[str, Any]:
+    from hub.config import Settings
+    from hub.graphql.schema import build_schema
+
+    types = build_schema(Settings())._schema.type_map
+    return {name: types[name] for name in ("ActivityInput", "BadgeInput", "SkillInput", "PathwayInput",
+                                           "LearnerBatchInput") if name in types}
+
+
+INPUT_TYPES = _input_types()
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_compiled_coercion_equals_graphql_core(data: Any) -> None:
+    activity_list = GraphQLNonNull(GraphQLList(GraphQLNonNull(INPUT_TYPES["ActivityInput"])))
+    one_in = data.draw(st.sampled_from([None, 40, 200]))
+    value = data.draw(_perturbed([_ACTIVITY, {**_ACTIVITY, "sourceId": "s-2", "result": None}], one_in))
+    expected = coerce_input_value(value, activity_list)
+    assert input_coercer(activity_list)(value) == expected or (expected is Undefined and
+                                                               input_coercer(activity_list)(value) is Undefined)
+
+
+@pytest.mark.parametrize("name", sorted(INPUT_TYPES))
+@settings(max_examples=60, deadline=None)
+@given(noise=st.recursive(_NOISE, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.sampled_from(["sourceId", "badges", "achievement", "id", "name",
+                                                             "learnerId", "kind", "skill", "x"]), inner, max_size=4),
+                          max_leaves=12))
+def test_compiled_coercion_equals_graphql_core_on_noise(name: str, noise: Any) -> None:
+    type_ = GraphQLList(INPUT_TYPES[name])
+    expected = coerce_input_value(noise, type_)
+    got = input_coercer(type_)(noise)
+    assert got == expected or (got is Undefined and expected is Undefined)
+
+
+def test_batches_take_the_compiled_path() -> None:
+    """Valid batches are coerced by the compiled coercer (not silently by graphql-core)."""
+    activity_list = GraphQLNonNull(GraphQLList(GraphQLNonNull(INPUT_TYPES["ActivityInput"])))
+    batch = [{**_ACTIVITY, "sourceId": f"s-{i}"} for i in range(3)]
+    coerced = input_coercer(activity_list)(batch)
+    assert coerced is not Undefined and coerced == coerce_input_value(batch, activity_list)
+    assert coerced[0]["timestamp"].isoformat() == "2026-03-01T10:00:00+00:00"
