@@ -103,7 +103,9 @@ async def test_import_credentials_holds_verifies_and_shows_badges(engine, creden
     assert created["kind"] == "OpenBadgeCredential" and created["credentialId"] == "http://example.com/credentials/3527"
     assert created["reasons"] == [] and len(created["badgeSourceIds"]) == 1
     assert any(r.startswith("proof:") for r in bad_proof["reasons"]), bad_proof
-    assert "neither JSON" in not_json["reasons"][0] and "hosted OB 2.0" in hosted_refused["reasons"][0]
+    assert "neither JSON" in not_json["reasons"][0]
+    assert "hosted assertion at https://x.example/a/1: origin https://x.example not allowed for fetching" \
+        in hosted_refused["reasons"][0]
 
     nodes = (await gql(client, token, BADGES, {"l": learner})).json()["data"]["learner"]["badges"]["nodes"]
     assert len(nodes) == 1
@@ -213,7 +215,7 @@ async def test_connector_imports_files_and_urls_reports_and_is_idempotent(
         assert "does not verify: proof:" in problems["backpack.json[3]"]
         assert "not a credential: a JSON int" in problems["backpack.json[4]"]
         assert "neither JSON nor a compact JWS" in problems["broken.json"]
-        assert "hosted OB 2.0" in problems[f"{base}/assertions/hosted"]
+        assert "hosted assertion at http://x/hosted: origin http://x not allowed" in problems[f"{base}/assertions/hosted"]
         assert "HTTP 404" in problems[f"{base}/missing"]
         assert [d["ref"] for d in r.details if d["kind"] == "refused"] == ["bo.json[1]"]
         letters = await state.dead_letters(sessions=sessions, name="backpacks")
