@@ -168,7 +168,7 @@ async def verify_hosted(submitted: dict[str, Any], resolver: Resolver, now: date
     url = submitted.get("id")
     if not _is_http_url(url):
         # OB 2.0 §HostedBadge: "Hosted badge Assertions that have an HTTP(s) id ..."
-        checks.append(Check("format", False, "a hosted OB 2.0 assertion's id must be the HTTP(S) URL it is hosted at"))
+        checks.append(Check("proof", False, "a hosted OB 2.0 assertion's id must be the HTTP(S) URL it is hosted at"))
         return result
     origin = origin_of(url)
     hosts = resolver.issuers.hosting(url) if resolver.issuers is not None else []
