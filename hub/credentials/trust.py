@@ -4,8 +4,8 @@ Verification resolves keys offline (``hub.credentials.verify.Resolver``): did:ke
 keys, and the keys named here. A credential from a known issuer whose key cannot be resolved
 offline (an ``https://`` key id, a ``did:web``...) verifies when the key is listed under that
 issuer; an issuer not listed still fails, with the reason. Keys are fetched at verify time only
-from the URL prefixes the operator listed for that issuer (``key_urls``); nothing else is ever
-fetched.
+from the URL prefixes the operator listed for that issuer (``key_urls``), and hosted OB 2.0
+documents only from its ``hosted_origins``; nothing else is ever fetched.
 
 The file (JSON or YAML)::
 
