@@ -155,7 +155,11 @@ def _verify_signed(token: str, doc: dict[str, Any], resolver: Resolver, now: dat
 
 
 def _is_http_url(value: Any) -> bool:
-    return isinstance(value, str) and urlsplit(value).scheme in ("http", "https") and bool(urlsplit(value).hostname)
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        return parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 literal
+        return False
 
 
 def _id_of(value: Any) -> Any:
@@ -301,7 +305,7 @@ async def http_fetch_hosted(url: str) -> Fetched:
                         current = target
                         continue
                     return await _read(response, current)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # ValueError: a malformed Location
         raise HostedFetchError(f"fetching failed: {type(exc).__name__}: {exc}") from exc
     raise HostedFetchError(f"more than {MAX_SAME_ORIGIN_REDIRECTS} redirects")
 

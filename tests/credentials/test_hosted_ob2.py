@@ -111,6 +111,9 @@ REFUSALS: dict[str, tuple[Any, str]] = {
     "issuer startsWith excludes the path": (
         lambda h: _change(h, "/issuer", verification={"startsWith": f"{h.base}/official/"}),
         "does not start with the issuer's verification.startsWith"),
+    "malformed redirect": (
+        lambda h: h.serve("/assertions/1", b"", 302, headers={"Location": "http://[::1/x"}),
+        "proof: hosted assertion at {url}: fetching failed"),
     "redirect to another origin": (
         lambda h: h.serve("/assertions/1", b"", 302,
                           headers={"Location": h.url.replace("127.0.0.1", "localhost")}),
@@ -170,8 +173,9 @@ async def test_only_origins_the_operator_allowed_are_fetched(engine, kit, tmp_pa
         assert other.seen == []
     assert hosted.seen == ["/assertions/1"]
     # A hosted assertion whose id is not an HTTP(S) URL cannot be fetched at all.
-    result = await check(engine, trusting, submitted | {"id": "urn:uuid:1"})
-    assert "must be the HTTP(S) URL it is hosted at" in failures(result)
+    for bad in ("urn:uuid:1", "http://[::1", 42):
+        result = await check(engine, trusting, submitted | {"id": bad})
+        assert "must be the HTTP(S) URL it is hosted at" in failures(result)
 
 
 async def test_default_scope_is_the_issuer_profiles_origin(engine, kit, tmp_path, hosted):
