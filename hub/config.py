@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     credential_previous_keys_file: Path | None = None
     # Foreign issuers whose keys the operator trusts (JSON or YAML; see hub/credentials/trust.py).
     trusted_issuers_file: Path | None = None
+    # Hosted OB 2.0 assertions are fetched only from the https origins listed under a trusted
+    # issuer's hosted_origins (hub/credentials/hosted.py). TESTS ONLY: when true, http:// origins
+    # on loopback may be listed too. Refused in production.
+    hosted_allow_http_loopback: bool = False
     credential_issuer_name: str = "Kinfolio"
     jsonld_contexts_dir: Path | None = None
     # CASE competency frameworks (hub/frameworks/): the directory holding the 1EdTech CASE 1.1
@@ -175,6 +179,8 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.benchmark_bypass_consent:
                 raise ValueError("KINFOLIO_BENCHMARK_BYPASS_CONSENT is a benchmark-only switch and is refused in production")
+            if self.hosted_allow_http_loopback:
+                raise ValueError("KINFOLIO_HOSTED_ALLOW_HTTP_LOOPBACK is a test-only switch and is refused in production")
             if not (self.signing_key_pem or self.signing_key_file):
                 raise ValueError("production requires KINFOLIO_SIGNING_KEY_PEM or KINFOLIO_SIGNING_KEY_FILE")
             if not (self.credential_key_pem or self.credential_key_file):

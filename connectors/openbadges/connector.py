@@ -14,8 +14,9 @@ exactly like the other connectors: a backpack export is one person's. What a sou
 
 URLs are fetched with httpx (http/https only, a timeout, at most ``max_bytes``, 200 only). The hub
 verifies every credential (``importCredentials``); the connector only finds and frames them.
-A hosted OB 2.0 assertion (``verification.type: hosted``) is refused by the hub, which never
-fetches (its trust comes from the issuer's server, which a provider cannot vouch for).
+A hosted OB 2.0 assertion (``verification.type: HostedBadge``) is verified by the hub, which
+fetches it again from its ``id`` on an origin the operator allowed (``hub.credentials.ob2``): what
+the connector read only says where to look.
 
 Cursor: ``{"done": {LOCATION: SHA-256}, "current", "digest", "record"}``. A source whose content is
 unchanged since it was finished is skipped; a changed one is read again from its first record

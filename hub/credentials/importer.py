@@ -1,7 +1,8 @@
-"""Importing credentials into a learner's record: OB 2.0 signed assertions, OB 3.0 / CLR 2.0
+"""Importing credentials into a learner's record: OB 2.0 signed and hosted assertions, OB 3.0 / CLR 2.0
 credentials as JSON-LD (Data Integrity) or compact JWS (VC-JWT).
 
 - The proof is verified first; a credential that does not verify is refused with the reasons.
+  A hosted OB 2.0 assertion is held as served by its issuer (``hub.credentials.ob2``).
 - The credential is kept whole (``HeldCredential.document``, plus the token for VC-JWT):
   a Host must not lose data (OB 3.0 §7.x Host requirements).
 - Deduplication is OB 3.0's credential equality rule (Appendix "Verifiable Credential
@@ -29,19 +30,9 @@ from consent import Action
 from hub.credentials import vcjwt
 from hub.credentials.models import HeldCredential
 from hub.credentials.service import CredentialKit, verify
-from hub.credentials.verify import (
-    Check,
-    KeyResolutionError,
-    ResolvedKey,
-    Resolver,
-    VerificationResult,
-    issuer_id_of,
-    load_input,
-    parse_time,
-)
+from hub.credentials.verify import ResolvedKey, VerificationResult, issuer_id_of, load_input, parse_time
 from hub.grants.enforce import ProviderAccess
 
-OB2_CONTEXT = "https://w3id.org/openbadges/v2"
 SECTION = "badges"
 KIND_ORDER = ("ClrCredential", "OpenBadgeCredential", "AchievementCredential", "EndorsementCredential")
 
@@ -70,60 +61,6 @@ def identity_hash(issuer_id: str, credential_id: str) -> str:
 def _types(doc: dict[str, Any]) -> list[str]:
     value = doc.get("type")
     return [value] if isinstance(value, str) else [t for t in value if isinstance(t, str)] if isinstance(value, list) else []
-
-
-def _is_ob2(doc: dict[str, Any]) -> bool:
-    context = doc.get("@context")
-    contexts = context if isinstance(context, list) else [context]
-    return OB2_CONTEXT in contexts or "Assertion" in _types(doc)
-
-
-def _verify_ob2(token: str | None, doc: dict[str, Any], resolver: Resolver, now: datetime) -> VerificationResult:
-    """OB 2.0 §Verification: a signed assertion is a JWS by the key named in ``verification.creator``."""
-    result = VerificationResult("ob2", None, compact_jws=token)
-    verification = doc.get("verification") if isinstance(doc.get("verification"), dict) else {}
-    if token is None or verification.get("type") not in ("signed", "SignedBadge"):
-        result.checks.append(Check("proof", False, "hosted OB 2.0 assertions are verified by fetching their id; "
-                                                   "this hub never fetches: import the signed (JWS) assertion"))
-        return result
-    creator = verification.get("creator")
-    if not isinstance(creator, str):
-        result.checks.append(Check("issuer key", False, "verification.creator names no key"))
-        return result
-    try:
-        key = resolver.key(creator, _ob2_issuer(doc, None))
-    except KeyResolutionError as exc:
-        result.checks.append(Check("issuer key", False, str(exc)))
-        return result
-    result.checks.append(Check("issuer key", True, f"{creator} (trusted)"))
-    try:
-        vcjwt.verify_signature(token, key.joserfc_key())
-    except vcjwt.JwtError as exc:
-        result.checks.append(Check("proof", False, str(exc)))
-        return result
-    result.checks.append(Check("proof", True, f"OB 2.0 JWS by {creator}"))
-    result.credential = doc
-    expires, issued = parse_time(doc.get("expires")), parse_time(doc.get("issuedOn"))
-    if expires is not None and now >= expires:
-        result.checks.append(Check("validity period", False, f"expired at {doc.get('expires')}"))
-    elif issued is not None and now < issued:
-        result.checks.append(Check("validity period", False, f"issued in the future ({doc.get('issuedOn')})"))
-    else:
-        result.checks.append(Check("validity period", True, f"issued {doc.get('issuedOn')}"))
-    if doc.get("revoked") is True:
-        result.checks.append(Check("status", False, "the assertion says it is revoked"))
-    return result
-
-
-def _ob2_issuer(doc: dict[str, Any], key_controller: str | None) -> str | None:
-    badge = doc.get("badge")
-    if isinstance(badge, dict):
-        issuer = badge.get("issuer")
-        if isinstance(issuer, str):
-            return issuer
-        if isinstance(issuer, dict) and isinstance(issuer.get("id"), str):
-            return issuer["id"]
-    return key_controller
 
 
 async def _require_guardian(session: AsyncSession, kit: CredentialKit, guardian_id: UUID, learner_id: UUID,
@@ -159,32 +96,20 @@ async def import_credential(
     except ValueError as exc:
         raise ImportRefused(str(exc)) from exc
 
-    token = data if isinstance(data, str) else None
-    if token is not None:
+    if isinstance(data, str):
         try:
-            _, peek = vcjwt.unverified_parts(token)
+            vcjwt.unverified_parts(data)
         except vcjwt.JwtError as exc:
             raise ImportRefused(str(exc)) from exc
-    else:
-        peek = data  # type: ignore[assignment]
-
-    if _is_ob2(peek):
-        from hub.credentials.service import resolver_for
-
-        resolver = resolver_for(session, kit, now, trusted)
-        result = _verify_ob2(token, peek, resolver, now)
-        if not result.ok:
-            raise ImportRefused(_reasons(result), result)
-        creator = peek["verification"]["creator"]
-        issuer = _ob2_issuer(peek, resolver.key(creator).controller)
-        return _counted(access, learner_id, await _hold(session, learner_id, peek, issuer=issuer, kind="Assertion", fmt="ob2", token=token,
-                           valid_from=parse_time(peek.get("issuedOn")), now=now, guardian_id=guardian_id,
-                           access=access, result=result))
-
     result = await verify(session, kit, data, now, trusted)
     if not result.ok or result.credential is None:
         raise ImportRefused(_reasons(result), result)
     credential = result.credential
+    if result.format == "ob2":  # OB 2.0 signed or hosted (hub.credentials.ob2); held as verified
+        return _counted(access, learner_id, await _hold(
+            session, learner_id, credential, issuer=result.issuer_id, kind="Assertion", fmt="ob2",
+            token=result.compact_jws, valid_from=parse_time(credential.get("issuedOn")), now=now,
+            guardian_id=guardian_id, access=access, result=result))
     types = _types(credential)
     kind = next((k for k in KIND_ORDER if k in types), types[-1] if types else "VerifiableCredential")
     outcome = await _hold(session, learner_id, credential, issuer=issuer_id_of(credential), kind=kind,

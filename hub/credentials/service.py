@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Allowed
 from hub.config import Settings
-from hub.credentials import dataintegrity, export, statuslist, vcjwt
+from hub.credentials import dataintegrity, export, ob2, statuslist, vcjwt
 from hub.credentials.contexts import ContextLoader
 from hub.credentials.keys import CredentialKeys, IssuerKey, KeyFormatError, load_credential_keys
 from hub.credentials.models import HeldCredential, IssuedCredential
@@ -43,6 +43,7 @@ class CredentialKit:
     loader: ContextLoader
     issuers: TrustedIssuers = field(default_factory=TrustedIssuers.empty)
     fetch: KeyFetcher | None = http_fetch  # only for key URLs the operator allowed (trust.py)
+    hosted_fetch: ob2.HostedFetcher | None = ob2.http_fetch_hosted  # only on allowed hosted_origins (ob2.py)
 
     @property
     def key(self) -> IssuerKey:
@@ -70,7 +71,8 @@ def kit_from_settings(settings: Settings) -> CredentialKit:
         raise CredentialsNotConfigured(f"KINFOLIO_JSONLD_CONTEXTS_DIR {settings.jsonld_contexts_dir} is not a directory")
     try:
         keys = load_credential_keys(settings)
-        issuers = TrustedIssuers.load(settings.trusted_issuers_file)
+        issuers = TrustedIssuers.load(settings.trusted_issuers_file,
+                                       allow_http_loopback=settings.hosted_allow_http_loopback)
     except (KeyFormatError, TrustFileError) as exc:
         raise CredentialsNotConfigured(str(exc)) from exc
     return CredentialKit(settings=settings, keys=keys, loader=ContextLoader(settings.jsonld_contexts_dir),
@@ -102,13 +104,18 @@ def resolver_for(session: AsyncSession, kit: CredentialKit, now: datetime,
         return await signed_status_list(session, kit, int(url[len(prefix):]), now)
 
     return Resolver(own_keys=kit.keys, trusted=trusted, status_lists=status_lists, issuers=kit.issuers,
-                    fetch=kit.fetch)
+                    fetch=kit.fetch, hosted=kit.hosted_fetch)
 
 
 async def verify(session: AsyncSession, kit: CredentialKit, data: dict[str, Any] | str, now: datetime,
                  trusted: Sequence[ResolvedKey] = ()) -> VerificationResult:
-    """The library entry point the CLI (and later the API) calls."""
-    return await verify_credential(data, loader=kit.loader, resolver=resolver_for(session, kit, now, trusted), now=now)
+    """The library entry point the CLI, ``verifyCredential`` and imports call: OB 2.0 assertions
+    (signed or hosted, ``hub.credentials.ob2``), OB 3.0 / CLR 2.0 credentials (Data Integrity or VC-JWT)."""
+    resolver = resolver_for(session, kit, now, trusted)
+    assertion = ob2.assertion_of(data)
+    if assertion is not None:
+        return await ob2.verify_assertion(data if isinstance(data, str) else None, assertion, resolver, now)
+    return await verify_credential(data, loader=kit.loader, resolver=resolver, now=now)
 
 
 # -- issuing -------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ Verification resolves keys offline (``hub.credentials.verify.Resolver``): did:ke
 keys, and the keys named here. A credential from a known issuer whose key cannot be resolved
 offline (an ``https://`` key id, a ``did:web``...) verifies when the key is listed under that
 issuer; an issuer not listed still fails, with the reason. Keys are fetched at verify time only
-from the URL prefixes the operator listed for that issuer (``key_urls``); nothing else is ever
-fetched.
+from the URL prefixes the operator listed for that issuer (``key_urls``), and hosted OB 2.0
+documents only from its ``hosted_origins``; nothing else is ever fetched.
 
 The file (JSON or YAML)::
 
@@ -17,10 +17,17 @@ The file (JSON or YAML)::
           - {id: "https://college.example.edu/issuer#key-2", publicKeyMultibase: "z6Mk..."}
         did_keys: ["did:key:z6Mk..."]                   # did:key identifiers this issuer signs with
         key_urls: ["https://college.example.edu/keys/"] # where its keys may be fetched (https only)
+        hosted_origins: ["https://badges.college.example.edu"]  # where its hosted OB 2.0 assertions,
+                                                        # BadgeClasses and Profile may be fetched
 
 A key listed under an issuer is controlled by that issuer: it verifies that issuer's credentials
 and no one else's (OB 3.0 §8.3 / VC Data Integrity: the verification method must belong to the
 issuer).
+
+``hosted_origins`` are origins (scheme, host, port; no path): the hub fetches a hosted OB 2.0
+assertion (``hub.credentials.hosted``) only when its id is on one of them, and accepts it only
+when the BadgeClass's issuer is the issuer that lists that origin. https only; http on loopback
+only with ``KINFOLIO_HOSTED_ALLOW_HTTP_LOOPBACK`` (tests).
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ class TrustedIssuer:
     name: str | None
     keys: tuple[ResolvedKey, ...]
     key_urls: tuple[str, ...]
+    hosted_origins: tuple[str, ...] = ()
 
     def allows_fetch(self, url: str) -> bool:
         """``url`` (no fragment) is under one of the operator's prefixes: same scheme and host,
@@ -118,6 +126,37 @@ def _key_urls(entry: dict[str, Any], where: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` in lower case (RFC 6454 §4, default ports left out)."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"https": 443, "http": 80}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def _hosted_origins(entry: dict[str, Any], where: str, allow_http_loopback: bool) -> tuple[str, ...]:
+    origins = entry.get("hosted_origins", []) or []
+    if not isinstance(origins, list):
+        raise TrustFileError(f"{where}: hosted_origins must be a list")
+    out = []
+    for n, origin in enumerate(origins):
+        parts = urlsplit(origin) if isinstance(origin, str) else None
+        if parts is None or not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment \
+                or parts.username or parts.password:
+            raise TrustFileError(f"{where}.hosted_origins[{n}]: not an origin (scheme://host[:port], no path)")
+        loopback_http = parts.scheme == "http" and _is_loopback(parts.hostname) and allow_http_loopback
+        if parts.scheme != "https" and not loopback_http:
+            raise TrustFileError(f"{where}.hosted_origins[{n}]: hosted assertions are fetched over https only "
+                                 "(http on loopback only with KINFOLIO_HOSTED_ALLOW_HTTP_LOOPBACK, for tests)")
+        out.append(origin_of(origin))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class TrustedIssuers:
     issuers: dict[str, TrustedIssuer]
@@ -127,7 +166,8 @@ class TrustedIssuers:
         return cls({})
 
     @classmethod
-    def parse(cls, document: Any, source: str = "trusted issuers") -> TrustedIssuers:
+    def parse(cls, document: Any, source: str = "trusted issuers", *,
+              allow_http_loopback: bool = False) -> TrustedIssuers:
         raw = document.get("issuers") if isinstance(document, dict) else None
         if isinstance(raw, dict):  # a mapping issuer id -> entry is accepted too
             raw = [{"id": k, **(v or {})} for k, v in raw.items()]
@@ -142,9 +182,10 @@ class TrustedIssuers:
             if issuer_id in issuers:
                 raise TrustFileError(f"{where}: issuer {issuer_id} is listed twice")
             keys, urls = _keys_of(issuer_id, entry, where), _key_urls(entry, where)
-            if not keys and not urls:
-                raise TrustFileError(f"{where}: {issuer_id} has no keys, did_keys or key_urls")
-            issuers[issuer_id] = TrustedIssuer(issuer_id, entry.get("name"), tuple(keys), urls)
+            hosted = _hosted_origins(entry, where, allow_http_loopback)
+            if not keys and not urls and not hosted:
+                raise TrustFileError(f"{where}: {issuer_id} has no keys, did_keys, key_urls or hosted_origins")
+            issuers[issuer_id] = TrustedIssuer(issuer_id, entry.get("name"), tuple(keys), urls, hosted)
         seen: dict[str, str] = {}
         for issuer in issuers.values():
             for key in issuer.keys:
@@ -153,7 +194,7 @@ class TrustedIssuers:
         return cls(issuers)
 
     @classmethod
-    def load(cls, path: Path | None) -> TrustedIssuers:
+    def load(cls, path: Path | None, *, allow_http_loopback: bool = False) -> TrustedIssuers:
         if path is None:
             return cls.empty()
         try:
@@ -164,7 +205,7 @@ class TrustedIssuers:
             document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (ValueError, yaml.YAMLError) as exc:
             raise TrustFileError(f"KINFOLIO_TRUSTED_ISSUERS_FILE {path}: not JSON/YAML ({exc})") from exc
-        return cls.parse(document, f"KINFOLIO_TRUSTED_ISSUERS_FILE {path}")
+        return cls.parse(document, f"KINFOLIO_TRUSTED_ISSUERS_FILE {path}", allow_http_loopback=allow_http_loopback)
 
     def key(self, vm_id: str) -> ResolvedKey | None:
         for issuer in self.issuers.values():
@@ -179,6 +220,11 @@ class TrustedIssuers:
         if issuer is None or not vm_id.startswith(("https://", "http://")):
             return None
         return issuer if issuer.allows_fetch(vm_id.split("#", 1)[0]) else None
+
+    def hosting(self, url: str) -> list[TrustedIssuer]:
+        """The issuers whose hosted assertions may be fetched from ``url``'s origin."""
+        origin = origin_of(url)
+        return [issuer for issuer in self.issuers.values() if origin in issuer.hosted_origins]
 
     def why_not(self, vm_id: str, issuer_id: str | None) -> str:
         if issuer_id is None or issuer_id not in self.issuers:

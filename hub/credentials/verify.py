@@ -33,6 +33,7 @@ from hub.credentials.keys import (
 )
 
 if TYPE_CHECKING:
+    from hub.credentials.ob2 import HostedFetcher
     from hub.credentials.trust import KeyFetcher, TrustedIssuers
 
 StatusListFetcher = Callable[[str], Awaitable[dict[str, Any] | None]]
@@ -99,7 +100,8 @@ def _own_key(jwk: dict[str, Any], controller: str) -> ResolvedKey:
 @dataclass
 class Resolver:
     """Where keys and status lists come from. Only ``prefetch`` may touch the network, and only
-    for key URLs the operator allowed for the credential's issuer."""
+    for key URLs the operator allowed for the credential's issuer (and ``hosted``, for the
+    hosted OB 2.0 origins the operator allowed)."""
 
     own: IssuerKey | None = None
     trusted: Sequence[ResolvedKey] = ()
@@ -107,6 +109,7 @@ class Resolver:
     own_keys: CredentialKeys | None = None
     issuers: TrustedIssuers | None = None
     fetch: KeyFetcher | None = None
+    hosted: HostedFetcher | None = None  # hosted OB 2.0 documents, only on allowed origins (ob2.py)
     _fetched: dict[str, ResolvedKey] = field(default_factory=dict)
     _fetch_errors: dict[str, str] = field(default_factory=dict)
 
@@ -184,10 +187,11 @@ class Check:
 
 @dataclass
 class VerificationResult:
-    format: str  # ldp | jwt | unknown
+    format: str  # ldp | jwt | ob2 | unknown
     credential: dict[str, Any] | None
     checks: list[Check] = field(default_factory=list)
     compact_jws: str | None = None
+    issuer_id: str | None = None  # OB 2.0: the badge's issuer (the VC formats name it in the credential)
 
     @property
     def ok(self) -> bool:

@@ -10,7 +10,10 @@ as for every GraphQL call, because verification costs CPU.
 Checks follow ``hub.credentials.verify``: format, proof (eddsa-rdfc-2022 or VC-JWT, OB 3.0 §8),
 issuer key (VC Data Integrity §4.2 / OB 3.0 §8.3: the key must be the issuer's), validity period
 (VC Data Model 2.0 §4.9), status (Bitstring Status List v1.0 §3.2) and, for a CLR, each embedded
-credential (CLR 2.0). Input that is not a credential at all is ``BAD_USER_INPUT``, never a 500.
+credential (CLR 2.0). OB 2.0 assertions (``hub.credentials.ob2``): a signed one by its JWS, a hosted
+one by fetching its id from an origin the operator allowed (``hosted_origins``; the only network
+access here) with the checks hosted assertion, badge class, issuer profile, issuer trust, hosted
+scope. Input that is not a credential at all is ``BAD_USER_INPUT``, never a 500.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ class CredentialCheck:
 @strawberry.type(description="The result of verifying a credential.")
 class CredentialVerification:
     verified: bool = strawberry.field(description="True when a proof verified and no check failed.")
-    format: str = strawberry.field(description="ldp (Data Integrity JSON-LD) or jwt (VC-JWT compact JWS).")
+    format: str = strawberry.field(description="ldp (Data Integrity JSON-LD), jwt (VC-JWT compact JWS) or ob2 "
+                                                "(an Open Badges 2.0 assertion, signed or hosted).")
     credential_id: str | None
     issuer_id: str | None
     types: list[str]
@@ -97,6 +101,7 @@ async def verify_credential(info: Info[Context, None], credential: str) -> Crede
     document = result.credential or (data if isinstance(data, dict) else {})
     issuer = document.get("issuer")
     issuer_id = issuer if isinstance(issuer, str) else issuer.get("id") if isinstance(issuer, dict) else None
+    issuer_id = result.issuer_id or issuer_id  # OB 2.0: the badge's issuer
     return CredentialVerification(
         verified=result.ok, format=result.format,
         credential_id=document.get("id") if isinstance(document.get("id"), str) else None,

@@ -134,19 +134,25 @@ def running(handler: type[BaseHTTPRequestHandler], port: int) -> Iterator[int]:
 
 
 @contextmanager
-def static_server(routes: dict[str, tuple[str, bytes]]) -> Iterator[str]:
-    """Serves fixed documents (path -> (content type, body)), 404 otherwise; yields the base URL."""
+def static_server(routes: dict[str, tuple[Any, ...]], seen: list[str] | None = None) -> Iterator[str]:
+    """Serves fixed documents, 404 otherwise; yields the base URL. A route is path -> (content type,
+    body) or (content type, body, status, extra headers); ``routes`` may be changed while serving.
+    Requested paths are appended to ``seen``."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
             return None
 
         def do_GET(self) -> None:  # noqa: N802
+            if seen is not None:
+                seen.append(self.path)
             if self.path not in routes:
                 self.send_error(404)
                 return
-            content_type, body = routes[self.path]
-            self.send_response(200)
+            content_type, body, *rest = routes[self.path]
+            self.send_response(rest[0] if rest else 200)
+            for name, value in (rest[1] if len(rest) > 1 else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

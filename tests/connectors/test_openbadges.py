@@ -103,7 +103,9 @@ async def test_import_credentials_holds_verifies_and_shows_badges(engine, creden
     assert created["kind"] == "OpenBadgeCredential" and created["credentialId"] == "http://example.com/credentials/3527"
     assert created["reasons"] == [] and len(created["badgeSourceIds"]) == 1
     assert any(r.startswith("proof:") for r in bad_proof["reasons"]), bad_proof
-    assert "neither JSON" in not_json["reasons"][0] and "hosted OB 2.0" in hosted_refused["reasons"][0]
+    assert "neither JSON" in not_json["reasons"][0]
+    assert "hosted assertion at https://x.example/a/1: origin https://x.example not allowed for fetching" \
+        in hosted_refused["reasons"][0]
 
     nodes = (await gql(client, token, BADGES, {"l": learner})).json()["data"]["learner"]["badges"]["nodes"]
     assert len(nodes) == 1
@@ -213,7 +215,7 @@ async def test_connector_imports_files_and_urls_reports_and_is_idempotent(
         assert "does not verify: proof:" in problems["backpack.json[3]"]
         assert "not a credential: a JSON int" in problems["backpack.json[4]"]
         assert "neither JSON nor a compact JWS" in problems["broken.json"]
-        assert "hosted OB 2.0" in problems[f"{base}/assertions/hosted"]
+        assert "hosted assertion at http://x/hosted: origin http://x not allowed" in problems[f"{base}/assertions/hosted"]
         assert "HTTP 404" in problems[f"{base}/missing"]
         assert [d["ref"] for d in r.details if d["kind"] == "refused"] == ["bo.json[1]"]
         letters = await state.dead_letters(sessions=sessions, name="backpacks")
@@ -290,3 +292,44 @@ async def test_a_clr_is_held_with_its_achievements_shown_as_badges(engine, crede
     nodes = (await gql(client, token, BADGES, {"l": learner})).json()["data"]["learner"]["badges"]["nodes"]
     assert sorted(n["achievement"]["name"] for n in nodes) == sorted(
         c["credentialSubject"]["achievement"]["name"] for c in inner)
+
+
+async def test_connector_imports_hosted_ob2_assertions_from_urls_and_a_backpack(
+    engine, credentials_app, client, kit, monkeypatch, tmp_path,
+):
+    """Hosted OB 2.0 (OB 2.0 §HostedBadge Verification): the connector reads the assertions (a URL
+    list, a Backpack Displayer export); the hub fetches each again from the issuer's site, an origin
+    the operator allowed, and holds the served copy."""
+    from tests.credentials.hosted_site import hosted_kit, issuer_site
+
+    provider = await badge_provider(engine, monkeypatch)
+    kim = await make_family(engine)
+    await _link(engine, provider, kim, "oneroster", "stu-1")
+    await grant(engine, kim, provider, "badges", Action.CONTRIBUTE)
+    sessions = make_sessionmaker(engine)
+    with issuer_site() as hosted:
+        monkeypatch.setattr(credentials_app.state, "credential_kit",
+                            hosted_kit(kit, tmp_path, [{"id": hosted.issuer, "hosted_origins": [hosted.base]}]))
+        for n in (2, 3):
+            hosted.serve(f"/assertions/{n}", hosted.assertion() | {"id": f"{hosted.base}/assertions/{n}"})
+        backpack = tmp_path / "backpack.json"
+        backpack.write_text(json.dumps({"badges": [{"assertion": hosted.document(f"/assertions/{n}")} for n in (2, 3)]}))
+        hosted.serve("/assertions/3", {"id": f"{hosted.base}/assertions/3", "revoked": True}, 410)  # since exported
+        source = {"sources": [{"learner": {"system": "oneroster", "external_id": "stu-1"},
+                               "paths": [str(backpack)], "urls": [hosted.url]}]}
+        await create(engine, "hosted", "open-badges", instance_config(provider, source))
+        async with asgi_http(credentials_app) as http:
+            first = await run_instance(sessions=sessions, name="hosted", http=http)
+        r = first.report
+        assert first.status == "succeeded", first.error
+        assert (r.read, r.created, r.invalid) == (3, 2, 1)
+        problems = {d["ref"]: d["reason"] for d in r.details if d["kind"] == "invalid"}
+        assert list(problems) == ["backpack.json[2]"]
+        assert f"revoked: the hosted assertion at {hosted.base}/assertions/3 answered 410 Gone" in problems["backpack.json[2]"]
+
+        token = await get_token(client, provider)
+        nodes = (await gql(client, token, BADGES, {"l": learner_id_for(kim, provider)})).json()["data"]["learner"]["badges"]["nodes"]
+        assert [(n["achievement"]["name"], n["issuer"]["id"]) for n in nodes] == [("Hosted Robotics", hosted.issuer)] * 2
+        async with asgi_http(credentials_app) as http:
+            full = await run_instance(sessions=sessions, name="hosted", http=http, full=True)
+        assert (full.report.created, full.report.unchanged, full.report.invalid) == (0, 2, 1)

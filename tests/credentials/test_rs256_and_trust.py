@@ -229,7 +229,7 @@ async def test_keys_are_fetched_only_from_urls_the_operator_allowed(kit, example
 @pytest.mark.parametrize(("document", "message"), [
     ({"issuers": [{"id": COLLEGE, "keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}]}]}, "a JWK needs a kid"),
     ({"issuers": [{"id": COLLEGE, "key_urls": ["http://college.example.edu/keys/"]}]}, "https only"),
-    ({"issuers": [{"id": COLLEGE}]}, "has no keys, did_keys or key_urls"),
+    ({"issuers": [{"id": COLLEGE}]}, "has no keys, did_keys, key_urls or hosted_origins"),
     ({"issuers": [{"id": COLLEGE, "did_keys": ["did:web:college.example.edu"]}]}, "not a did:key"),
     ({"trusted": []}, "expected an 'issuers' list"),
     ("{not json", "not JSON/YAML"),
