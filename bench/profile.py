@@ -1,7 +1,8 @@
 """Profile one benchmark request type in-process with pyinstrument (``python -m bench.profile``).
 
     python -m bench.profile read|ingest|fanout [--database sqlite|postgres] [--n 200] [--html out.html]
-    python -m bench.profile read --compare-executor [--rounds 15]   # lean vs graphql-core executor, interleaved
+    python -m bench.profile read --compare executor [--rounds 15]   # lean vs graphql-core executor, interleaved
+    python -m bench.profile ingest --compare coercion --n 8          # compiled vs graphql-core variable coercion
 
 Uses the database and manifest a previous ``make bench`` generated under data/bench/.
 """
@@ -38,9 +39,9 @@ async def main() -> None:
     p.add_argument("--flat", action="store_true", help="also list functions by own time")
     p.add_argument("--cpu", action="store_true", help="no profiler: report CPU and wall time per request")
     p.add_argument("--statements", action="store_true", help="no profiler: time every SQL statement")
-    p.add_argument("--compare-executor", action="store_true",
-                   help="no profiler: CPU per request with hub/graphql/execution.py's executor vs graphql-core's, "
-                        "interleaved in rounds of --n requests (same process, same data)")
+    p.add_argument("--compare", choices=["executor", "coercion"],
+                   help="no profiler: CPU per request with hub/graphql/execution.py's executor (or its compiled "
+                        "variable coercion) vs graphql-core's, interleaved in rounds of --n requests (same process)")
     p.add_argument("--rounds", type=int, default=15)
     args = p.parse_args()
     work = ROOT / "data" / "bench"
@@ -86,22 +87,37 @@ async def main() -> None:
                 r = await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
                 assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
 
-        if args.compare_executor:
+        if args.compare:
             from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
             from hub.graphql.execution import LeanExecutionContext
 
-            executors = {"lean": LeanExecutionContext, "graphql-core": StrawberryGraphQLCoreExecutionContext}
-            spent: dict[str, list[float]] = {name: [] for name in executors}
+            lean_build = LeanExecutionContext.__dict__["build"]
+            generic_build = classmethod(StrawberryGraphQLCoreExecutionContext.build.__func__)  # type: ignore[attr-defined]
+
+            def use(variant: str) -> None:
+                if args.compare == "executor":
+                    schemas[0].execution_context_class = (
+                        LeanExecutionContext if variant == "lean" else StrawberryGraphQLCoreExecutionContext)
+                else:
+                    LeanExecutionContext.build = lean_build if variant == "lean" else generic_build  # type: ignore[method-assign]
+
+            spent: dict[str, list[float]] = {"lean": [], "graphql-core": []}
             for _ in range(args.rounds):
-                for name, executor in executors.items():
-                    schemas[0].execution_context_class = executor
+                for variant in spent:
+                    use(variant)
                     cpu0 = time.process_time()
                     await run()
-                    spent[name].append((time.process_time() - cpu0) / (args.n - first) * 1000)
+                    spent[variant].append((time.process_time() - cpu0) / (args.n - first) * 1000)
+                    if args.what == "ingest":  # the next round must store new entries, not find them unchanged
+                        tag = f"cmp{time.time_ns()}"
+                        bodies[:] = [graphql_body(suite.INGEST_MUTATION, {
+                            "id": manifest.sample_learners[i % 8],
+                            "items": suite._activity_items(f"{tag}-{i}", 1000, i)}) for i in range(args.n)]
+            use("lean")
             medians = {name: statistics.median(values) for name, values in spent.items()}
-            print(f"{args.what} on {args.database}, {args.rounds} interleaved rounds of {args.n - first} requests, "
-                  f"median CPU ms per request (in-process): "
+            print(f"{args.what} on {args.database}, --compare {args.compare}: {args.rounds} interleaved rounds of "
+                  f"{args.n - first} requests, median CPU ms per request (in-process): "
                   + ", ".join(f"{name} {ms:.2f}" for name, ms in medians.items())
                   + f"; lean/graphql-core = {medians['lean'] / medians['graphql-core']:.2f}")
             return
