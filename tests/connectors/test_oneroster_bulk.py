@@ -22,6 +22,7 @@ from tests.connectors.helpers import SECRET_ENV, asgi_http, create, instance_con
 from tests.connectors.test_oneroster import (
     ANNA, MINIMAL, MMICHEL, RECORD, _add_gradebook_and_demographics, _learner_of, _manifest, _sample_copy,
 )
+from tests.connectors.test_cli_schedule_lease import kinfolio  # noqa: F401  (fixture)
 from tests.factories import Family, gql, get_token, grant, learner_id_for, make_provider
 
 pytestmark = pytest.mark.samples
@@ -232,3 +233,24 @@ async def test_config_option_lifts_the_valve(engine, app, monkeypatch, samples_d
     outcome = await _run(engine, app)
     assert (outcome.report.retracted, set(_withdrawn(outcome.report))) == (2, {"r-1", "r-2", "r-3", "r-4"})
     assert (await s.record(MMICHEL))[1] == set() and (await s.record(ANNA))[1] == set()
+
+
+def test_sync_run_passes_the_operator_override(kinfolio, monkeypatch):  # type: ignore[no-untyped-def]
+    import json
+
+    from connectors import runtime
+    from connectors.report import RunReport
+
+    config = {"hub": {"url": "https://hub.example.org", "client_id": "c1", "client_secret_env": "X"},
+              "source": {"path": "/"}}
+    kinfolio("sync", "add", "sis", "--kind", "oneroster-csv", "--config", json.dumps(config))
+    seen = []
+
+    async def fake_run(**kwargs: Any) -> runtime.RunOutcome:
+        seen.append(kwargs.get("allow_mass_withdrawal", False))
+        return runtime.RunOutcome(run_id=1, report=RunReport(), status="succeeded")
+
+    monkeypatch.setattr(runtime, "run_instance", fake_run)
+    kinfolio("sync", "run", "sis", "--no-progress", "--json")
+    kinfolio("sync", "run", "sis", "--no-progress", "--json", "--allow-mass-withdrawal")
+    assert seen == [False, True]
