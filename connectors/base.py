@@ -60,6 +60,17 @@ class Retract:
 
 
 @dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """An entry owed a withdrawal because the source no longer lists its record (a record absent
+    from a OneRoster bulk file); ``ref`` and ``reason`` go to the report's details."""
+
+    ref: str
+    reason: str
+    section: str
+    source_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ImportCredential:
     """Hand one verifiable credential (JSON-LD text or compact JWS) to ``importCredentials`` for a
     learner: the hub verifies it, holds it and shows it as a badge (Open Badges connector)."""
@@ -126,6 +137,20 @@ class Connector(ABC):
         OneRoster roster phase creates/matches learners, links them and invites guardians here.
         Record data never goes this way; it goes through the public API, under consent.
         """
+        return None
+
+    async def withdrawals(self, *, sessions: Any, instance_name: str, report: Any,
+                          allow_mass_withdrawal: bool = False) -> list[Withdrawal]:
+        """Entries to withdraw because the source left their records out (default: none).
+
+        Asked by the runtime only once every page of the run has been committed, so a failed or
+        interrupted run never withdraws anything; a resumed run asks at its end. Withdrawals the
+        connector refuses to make (a safety limit) are reported by it, not returned.
+        """
+        return []
+
+    async def withdrawn(self, *, sessions: Any, instance_name: str, withdrawals: list[Withdrawal]) -> None:
+        """Called once the hub has answered every withdrawal returned by ``withdrawals``."""
         return None
 
     async def aclose(self) -> None:

@@ -71,6 +71,8 @@ def sync_run(
     full: Annotated[bool, typer.Option(help="Ignore the cursor and re-read the whole source (idempotent).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar (default: when stderr is a terminal).")] = sys.stderr.isatty(),
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    allow_mass_withdrawal: Annotated[bool, typer.Option(
+        help="Withdraw what a OneRoster bulk file leaves out even beyond the instance's max_withdrawal_fraction.")] = False,
 ) -> None:
     """Run one instance now, to the end of its source; prints the report. Exit 3 when already running."""
     from rich.console import Console
@@ -94,7 +96,7 @@ def sync_run(
                 except Exception:  # only a progress hint
                     total = None
         if not progress:
-            return await run_instance(sessions=sessions, name=name, full=full)
+            return await run_instance(sessions=sessions, name=name, full=full, allow_mass_withdrawal=allow_mass_withdrawal)
         with Progress(
             TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[summary]}"),
             TimeElapsedColumn(), console=console, transient=False,
@@ -105,7 +107,8 @@ def sync_run(
                 bar.update(task, completed=report.read,
                            summary=f"created {report.created} unchanged {report.unchanged} refused {sum(report.refused.values())} held {sum(report.held.values())} invalid {report.invalid}")
 
-            return await run_instance(sessions=sessions, name=name, full=full, progress=tick)
+            return await run_instance(sessions=sessions, name=name, full=full, progress=tick,
+                                      allow_mass_withdrawal=allow_mass_withdrawal)
 
     try:
         outcome = _with_sessions(work)

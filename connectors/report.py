@@ -17,7 +17,8 @@ class RunReport:
     unchanged: int = 0
     retracted: int = 0
     refused: Counter[str] = field(default_factory=Counter)  # by consent, by reason
-    held: Counter[str] = field(default_factory=Counter)  # unknown learners, by reason
+    # not done yet, by reason: unknown learners; withdrawals a safety check held back
+    held: Counter[str] = field(default_factory=Counter)
     invalid: int = 0
     roster: Counter[str] = field(default_factory=Counter)  # roster phase (learners, invitations)
     details: list[dict[str, str]] = field(default_factory=list)
@@ -45,11 +46,15 @@ class RunReport:
             "details": self.details,
         }
 
+    @staticmethod
+    def _reasons(counts: Counter[str]) -> str:
+        return f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else ""
+
     def summary(self) -> str:
         refused = sum(self.refused.values())
         held = sum(self.held.values())
         return (
             f"read {self.read}: created {self.created}, updated {self.updated}, unchanged {self.unchanged}, "
-            f"retracted {self.retracted}, refused by consent {refused}, held (unknown learner) {held}, "
+            f"retracted {self.retracted}, refused by consent {refused}, held {held}{self._reasons(self.held)}, "
             f"invalid {self.invalid}"
         ) + ("; roster: " + ", ".join(f"{k} {v}" for k, v in sorted(self.roster.items())) if self.roster else "")

@@ -35,6 +35,7 @@ from connectors.base import (
     SourcePage,
     SourceRecord,
     Upsert,
+    Withdrawal,
     connector_class,
 )
 from connectors.client import HubClient, HubError, camelize
@@ -165,8 +166,16 @@ class Sync:
         if imports:
             await self._import(imports, dead)
 
+        await self._retract([op for _, op in retracts])
+        for pending, op in frameworks:
+            self._tally_framework(pending, await self.hub.import_framework(op.package), dead)
+        return result
+
+    async def _retract(self, retracts: list[Retract] | list[Withdrawal]) -> None:
+        """``retractOwnEntries`` per section, ``batch_size`` ids per call (decided per learner)."""
+        report = self.report
         by_section: dict[str, list[str]] = defaultdict(list)
-        for _, op in retracts:
+        for op in retracts:
             by_section[op.section].append(op.source_id)
         for section, section_ids in by_section.items():
             ids = list(dict.fromkeys(section_ids))
@@ -177,9 +186,12 @@ class Sync:
                 report.unchanged += answer["received"] - answer["retracted"] - answer["refused"]
                 if answer["refused"]:
                     report.refused["retraction_refused"] += answer["refused"]
-        for pending, op in frameworks:
-            self._tally_framework(pending, await self.hub.import_framework(op.package), dead)
-        return result
+
+    async def withdraw(self, withdrawals: list[Withdrawal]) -> None:
+        """Withdraw entries whose source records are gone; each is listed in the details."""
+        await self._retract(withdrawals)
+        for item in withdrawals:
+            self.report.problem("withdrawn", item.ref, item.reason)
 
     def _tally_framework(self, pending, outcome, dead) -> None:  # type: ignore[no-untyped-def]
         """A CFPackage counts its document, items and associations; invalid items are reported
@@ -340,8 +352,13 @@ async def run_instance(
     full: bool = False,
     progress: Progress | None = None,
     owner: str | None = None,
+    allow_mass_withdrawal: bool = False,
 ) -> RunOutcome:
-    """Run one instance to the end of its source (or until a permanent error)."""
+    """Run one instance to the end of its source (or until a permanent error).
+
+    ``allow_mass_withdrawal`` lifts, for this run, a connector's limit on how much a source that
+    left records out may withdraw (OneRoster bulk files: ``max_withdrawal_fraction``).
+    """
     instance = await state.get_instance(sessions=sessions, name=name)
     owner = owner or state.new_owner()
     own_http = http is None
@@ -368,6 +385,16 @@ async def run_instance(
                 maybe = progress(sync.report)
                 if maybe is not None:
                     await maybe
+        # Only now, every page committed: entries whose records the source no longer lists.
+        owed = await sync.connector.withdrawals(sessions=sessions, instance_name=name, report=sync.report,
+                                                allow_mass_withdrawal=allow_mass_withdrawal)
+        if owed:
+            await sync.withdraw(owed)
+            await sync.connector.withdrawn(sessions=sessions, instance_name=name, withdrawals=owed)
+            await state.commit_page(
+                sessions=sessions, name=name, owner=owner, lease_seconds=config.lease_seconds, cursor=None,
+                run_id=run_id, report=sync.report.as_dict(), dead_letters=[], advance_cursor=False,
+            )
     except state.LeaseLost as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # recorded on the run, then re-raised for the caller

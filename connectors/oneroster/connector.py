@@ -11,6 +11,13 @@
 
 Cursor: ``{"digest": SHA-256 of the set, "offset": N}``. The same files resume after N records;
 new files (a new bulk or a delta drop at the same path) start from the first record.
+
+Bulk absence (1.1 CSV §2.1.1, 1.2 CSV §3.1.2: a ``bulk`` file is the complete set of its entity,
+a ``delta`` file carries only changes): ``prepare`` stamps every enrollment and result the drop
+lists with the drop's digest (``oneroster_record``, per instance); once every page is committed,
+``withdrawals`` returns the instance's live records of each *bulk* entity whose stamp is older,
+i.e. absent from this drop, unless the file is incomplete or more than
+``max_withdrawal_fraction`` of them would go (the safety valve).
 """
 
 from __future__ import annotations
@@ -23,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from connectors.base import (
-    Connector, InvalidRecord, MapContext, Operation, Retract, SourceConfig, SourcePage, SourceRecord, Upsert, register,
+    Connector, InvalidRecord, MapContext, Operation, Retract, SourceConfig, SourcePage, SourceRecord, Upsert, Withdrawal,
+    register,
 )
 from connectors.oneroster.csvfiles import RosterSet, Row, parse_date, read_set
 from hub.db import transaction, utcnow
@@ -34,12 +42,19 @@ from hub.db import transaction, utcnow
 REFERENCE = ("orgs", "courses", "classes", "academicSessions", "categories", "lineItems")
 PARENT_ROLES = {"parent", "guardian", "relative"}  # 1.1 CSV §4.13 RoleType / 1.2 CSV §5 RoleEnum
 STUDENT_ROLES = {"student"}
+# Entities whose rows become entries: entity -> (section, sourceId kind).
+RECORDS = {"enrollments": ("pathways", "enrollment"), "results": ("skills", "result")}
 
 
 class OneRosterCsvConfig(SourceConfig):
     path: Path = Field(description="A directory holding manifest.csv and the entity files, or a .zip of them")
     page_size: int = Field(default=500, ge=1, le=10_000)
     invitation_base_url: str | None = Field(default=None, description="Base URL in invitation links (else the hub URL)")
+    max_withdrawal_fraction: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="A bulk file that leaves out more than this fraction of the instance's live records of its "
+                    "entity withdraws nothing (reported; a truncated export must not wipe records)")
+    allow_mass_withdrawal: bool = Field(default=False, description="Lift max_withdrawal_fraction for every run")
 
     @field_validator("path")
     @classmethod
@@ -110,6 +125,8 @@ class OneRosterCsvConnector(Connector):
             for item in stored:
                 self._entities.setdefault(item.entity, {})[item.sourced_id] = dict(item.data)
 
+        await self._note_listed(sessions, instance_name)
+
         users = data.by_id("users")
         roles: dict[str, set[str]] = {}
         for row in data.rows.get("roles", []):  # 1.2 CSV: roles.csv carries the user's roles
@@ -151,6 +168,107 @@ class OneRosterCsvConnector(Connector):
                     elif outcome.status == "ambiguous":
                         report.problem("held", row.ref, "several existing learners match; nothing linked (link by hand)")
         report.roster.update(counts)
+
+    # -- bulk absence ------------------------------------------------------------------------------
+
+    def _listed(self, entity: str) -> tuple[set[str], set[str]]:
+        """sourcedIds of ``entity`` this drop lists as live (rows that become entries, and refused
+        rows whose id could be read: a row that is only malformed now is not a deletion), and those
+        it marks ``tobedeleted``."""
+        data = self.roster()
+        live: set[str] = set()
+        deleted: set[str] = set()
+        for row in data.rows.get(entity, []):
+            if entity == "enrollments" and row.get("role") not in STUDENT_ROLES:
+                continue  # never an entry; a student enrollment turned into another role is gone
+            (deleted if row.get("status") == "tobedeleted" else live).add(row.get("sourcedId"))
+        prefix = f"{entity.lower()}.csv:"
+        for problem in data.problems:
+            if problem.kind == "invalid" and problem.sourced_id and problem.ref.lower().startswith(prefix):
+                live.add(problem.sourced_id)
+        return live - deleted, deleted
+
+    async def _note_listed(self, sessions, instance_name: str) -> None:  # type: ignore[no-untyped-def]
+        """Stamp the records this drop lists with its digest (one transaction; idempotent, so a
+        resumed run stamps again). ``withdrawals`` compares the stamps once the drop is imported."""
+        from hub.roster.models import OneRosterRecord
+
+        data = self.roster()
+        now = utcnow()
+        async with transaction(sessions) as session:
+            for entity in RECORDS:
+                if entity not in data.modes:
+                    continue
+                live, deleted = self._listed(entity)
+                known = dict((await session.execute(
+                    select(OneRosterRecord.sourced_id, OneRosterRecord.withdrawn_at).where(
+                        OneRosterRecord.instance_name == instance_name, OneRosterRecord.entity == entity))).all())
+                session.add_all(OneRosterRecord(instance_name=instance_name, entity=entity, sourced_id=sid,
+                                                last_seen=data.digest, withdrawn_at=now if sid in deleted else None)
+                                for sid in sorted((live | deleted) - set(known)))
+                where = (OneRosterRecord.instance_name == instance_name, OneRosterRecord.entity == entity)
+                seen = sorted(live & set(known))
+                gone = sorted(sid for sid in deleted & set(known) if known[sid] is None)
+                for start in range(0, max(len(seen), len(gone)), 500):
+                    if seen[start : start + 500]:  # listed again: live (a re-sent entry is restored)
+                        await session.execute(update(OneRosterRecord).where(
+                            *where, OneRosterRecord.sourced_id.in_(seen[start : start + 500])).values(
+                            last_seen=data.digest, withdrawn_at=None))
+                    if gone[start : start + 500]:  # tobedeleted: map() retracts it
+                        await session.execute(update(OneRosterRecord).where(
+                            *where, OneRosterRecord.sourced_id.in_(gone[start : start + 500])).values(
+                            last_seen=data.digest, withdrawn_at=now))
+
+    async def withdrawals(self, *, sessions, instance_name: str, report, allow_mass_withdrawal: bool = False):  # type: ignore[no-untyped-def]
+        """1.1 CSV §2.1.1 / 1.2 CSV §3.1.2: a bulk file holds every record of its entity, so this
+        instance's live records of that entity the drop does not list are withdrawn. Only bulk
+        files, only their own entity, only records this instance's drops listed (its own sourceIds).
+        Called by the runtime after every page of the drop was committed."""
+        from hub.roster.models import OneRosterRecord
+
+        data = self.roster()
+        owed: list[Withdrawal] = []
+        for entity, (section, kind) in RECORDS.items():
+            if data.modes.get(entity) != "bulk":
+                continue
+            async with transaction(sessions) as session:
+                live = (await session.execute(select(OneRosterRecord.sourced_id, OneRosterRecord.last_seen).where(
+                    OneRosterRecord.instance_name == instance_name, OneRosterRecord.entity == entity,
+                    OneRosterRecord.withdrawn_at.is_(None)))).all()
+            absent = sorted(sid for sid, seen in live if seen != data.digest)
+            if not absent:
+                continue
+            ref = f"{entity}.csv"
+            if entity in data.incomplete:
+                report.held["withdrawal_incomplete_file"] += len(absent)
+                report.problem("held", ref, f"{data.incomplete[entity]}: the {len(absent)} record(s) it leaves out "
+                               "are not withdrawn")
+                continue
+            limit = self.config.max_withdrawal_fraction
+            if len(absent) > limit * len(live) and not (allow_mass_withdrawal or self.config.allow_mass_withdrawal):
+                report.held["mass_withdrawal"] += len(absent)
+                report.problem("held", ref, f"the bulk file leaves out {len(absent)} of this instance's {len(live)} live "
+                               f"{entity} ({len(absent) / len(live):.0%}, over max_withdrawal_fraction {limit:.0%}): "
+                               "nothing withdrawn; if the export is complete, run with --allow-mass-withdrawal")
+                continue
+            owed += [Withdrawal(ref, f"absent from the bulk {entity}.csv: sourcedId {sid}", section, f"oneroster:{kind}:{sid}")
+                     for sid in absent]
+        return owed
+
+    async def withdrawn(self, *, sessions, instance_name: str, withdrawals: list[Withdrawal]) -> None:  # type: ignore[no-untyped-def]
+        from hub.roster.models import OneRosterRecord
+
+        now = utcnow()
+        by_entity: dict[str, list[str]] = {}
+        for item in withdrawals:
+            kind, sid = item.source_id.removeprefix("oneroster:").split(":", 1)
+            by_entity.setdefault("enrollments" if kind == "enrollment" else "results", []).append(sid)
+        async with transaction(sessions) as session:
+            for entity, ids in by_entity.items():
+                for start in range(0, len(ids), 500):
+                    await session.execute(update(OneRosterRecord).where(
+                        OneRosterRecord.instance_name == instance_name, OneRosterRecord.entity == entity,
+                        OneRosterRecord.sourced_id.in_(ids[start : start + 500])).values(withdrawn_at=now))
 
     # -- records (public API) ---------------------------------------------------------------------
 

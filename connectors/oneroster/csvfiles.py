@@ -89,6 +89,7 @@ class Problem:
     ref: str  # "users.csv:7"
     reason: str
     raw: str = ""
+    sourced_id: str = ""  # of a refused row, when it could be read
 
 
 @dataclass
@@ -112,6 +113,9 @@ class RosterSet:
     rows: dict[str, list[Row]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     digest: str = ""
+    # entity -> why its file is not known to list every record (refused, unreadable rows): a bulk
+    # file in here never withdraws what it leaves out.
+    incomplete: dict[str, str] = field(default_factory=dict)
 
     def by_id(self, entity: str) -> dict[str, Row]:
         return {r.get("sourcedId"): r for r in self.rows.get(entity, [])}
@@ -212,18 +216,20 @@ def read_entity(entity: str, name: str, text: str, problems: list[Problem]) -> l
             continue
         raw = ",".join(fields)
         ref = f"{name}:{line}"
+        at = columns.index("sourcedId")
+        sid = fields[at].strip() if at < len(fields) else ""
         if len(fields) < width and len(fields) < len(header):
             needed = max(columns.index(c) for c in REQUIRED[entity]) + 1
             if len(fields) < needed:
-                problems.append(Problem("invalid", ref, f"{len(fields)} fields, the header has {len(header)}", raw))
+                problems.append(Problem("invalid", ref, f"{len(fields)} fields, the header has {len(header)}", raw, sid))
                 continue
         if any(f.strip() for f in fields[len(header):]):
-            problems.append(Problem("invalid", ref, f"{len(fields)} fields, the header has {len(header)}", raw))
+            problems.append(Problem("invalid", ref, f"{len(fields)} fields, the header has {len(header)}", raw, sid))
             continue
         values = {c: fields[i].strip() for i, c in enumerate(columns) if c is not None and i < len(fields)}
         reason = _check(entity, values)
         if reason is not None:
-            problems.append(Problem("invalid", ref, reason, raw))
+            problems.append(Problem("invalid", ref, reason, raw, sid))
             continue
         if values.get("status") and values["status"] != values["status"].lower():
             problems.append(Problem("warning", ref, f"status {values['status']!r} read as {values['status'].lower()!r}"))
@@ -290,7 +296,16 @@ def read_set(path: Path) -> RosterSet:
             result.problems.append(Problem("warning", f"{name}:1", f"the manifest says file.{entity} is absent: the file was not read"))
             continue
         result.modes[entity] = mode
-        result.rows[entity] = read_entity(entity, name, _decode(name, files[name], result.problems), result.problems)
+        text = _decode(name, files[name], result.problems)
+        before = len(result.problems)
+        result.rows[entity] = read_entity(entity, name, text, result.problems)
+        refused = [p for p in result.problems[before:] if p.kind == "invalid"]
+        if not text.strip():
+            result.incomplete[entity] = "the file is empty (not even a header row)"
+        elif any(p.ref == f"{name}:1" for p in refused):
+            result.incomplete[entity] = "the file was refused"
+        elif unread := sum(1 for p in refused if not p.sourced_id):
+            result.incomplete[entity] = f"{unread} row(s) whose sourcedId could not be read"
     return result
 
 

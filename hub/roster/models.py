@@ -2,8 +2,9 @@
 
 .. pii: ``guardian_invitation.email`` (a parent's address from the school's roster);
    ``oneroster_entity.data`` holds orgs, courses, classes, sessions, line items and categories
-   only (no user rows). Retention: invitations until accepted or expired (then purgeable);
-   entities until the connector instance is deleted.
+   only (no user rows); ``oneroster_record`` holds only the sourcedIds of enrollments and results
+   (no row content). Retention: invitations until accepted or expired (then purgeable); entities
+   and records until the connector instance is deleted.
 """
 
 from __future__ import annotations
@@ -53,3 +54,24 @@ class OneRosterEntity(Base):
     sourced_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OneRosterRecord(Base):
+    """An enrollment or result a connector instance's drops have listed (its sourcedId only).
+
+    A bulk file is the complete set of its entity (OneRoster 1.1 CSV §2.1.1, 1.2 CSV §3.1.2): a
+    record listed by an earlier drop and absent from a new bulk file is withdrawn once that drop
+    has been imported (``connectors.oneroster.connector``). ``last_seen`` is the digest of the last
+    drop that listed it, so a resumed run still knows what the drop left out; ``withdrawn_at`` is
+    set once its entry was withdrawn (absent from a bulk file, or a ``tobedeleted`` row).
+    """
+
+    __tablename__ = "oneroster_record"
+
+    instance_name: Mapped[str] = mapped_column(
+        String(100), ForeignKey("connector_instance.name", ondelete="CASCADE"), primary_key=True
+    )
+    entity: Mapped[str] = mapped_column(String(40), primary_key=True)  # enrollments | results
+    sourced_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    last_seen: Mapped[str] = mapped_column(String(64))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
