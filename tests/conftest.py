@@ -7,6 +7,7 @@ dropped afterwards. Every run therefore also exercises the migrations (as wareho
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -168,3 +169,17 @@ from tests.live_server import live_server  # noqa: E402,F401  (a real uvicorn se
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests run last (STACK_NOTES: nothing asyncio-driven may follow Playwright)."""
     items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """CLI commands under test (``kinfolio worker``) configure root logging onto CliRunner's
+    captured stderr, which is closed when the command returns; later log records (httpx's) would
+    then print "Logging error" tracebacks into the next command's output. Undo it per test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
