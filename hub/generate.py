@@ -427,7 +427,9 @@ async def generate(engine: AsyncEngine, url: str, plan: Plan, key: bytes) -> Man
         with concurrent.futures.ProcessPoolExecutor(len(work), mp_context=multiprocessing.get_context("spawn")) as pool:
             results = await asyncio.gather(*(loop.run_in_executor(pool, _slice_in_process, w) for w in work))
     if url.startswith("postgresql"):
-        async with engine.connect() as conn:
+        # Committed: ANALYZE inside a transaction that is rolled back leaves no statistics, and a
+        # planner without them scans a 200,000-entry learner to sort it (BENCHMARKS.md, growth).
+        async with engine.begin() as conn:
             await conn.exec_driver_sql("ANALYZE")
 
     bench = people.credentials[0]
