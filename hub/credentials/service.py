@@ -144,8 +144,20 @@ async def badge_credential(session: AsyncSession, kit: CredentialKit, badge: Bad
     return kit.sign(unsigned, fmt, now)
 
 
+def not_a_held_mirror() -> Any:
+    """Badges the hub re-issues as its own credentials: not the mirrors of imported credentials.
+
+    An imported credential is exported as itself (held, proof untouched); re-issuing its mirror
+    badge too would put it in a CLR or bundle twice, and a re-import would then hold a second copy
+    under the hub's issuer (OB 3.0 Host: no duplication on round trip)."""
+    from hub.credentials.badges import SOURCE_PREFIX  # badges -> importer -> service: import late
+
+    return ~Badge.source_id.startswith(SOURCE_PREFIX, autoescape=True)
+
+
 async def learner_badges(session: AsyncSession, learner_id: UUID, view: ClrView | None = None) -> list[Badge]:
-    rows = await session.execute(select(Badge).where(*_entry_clauses(Badge, Badge.awarded_at, "badges", learner_id, view))
+    rows = await session.execute(select(Badge).where(*_entry_clauses(Badge, Badge.awarded_at, "badges", learner_id, view),
+                                                     not_a_held_mirror())
                                  .order_by(Badge.awarded_at, Badge.id))
     return list(rows.scalars())
 
@@ -198,7 +210,8 @@ async def clr_has_content(session: AsyncSession, learner_id: UUID, view: ClrView
     """Whether the view's CLR would embed anything (``ClrSubject.verifiableCredential`` needs one)."""
     def probes(section: str) -> list[Any]:
         if section == "badges":
-            return [select(Badge.id).where(*_entry_clauses(Badge, Badge.awarded_at, "badges", learner_id, view)),
+            return [select(Badge.id).where(*_entry_clauses(Badge, Badge.awarded_at, "badges", learner_id, view),
+                                           not_a_held_mirror()),
                     select(HeldCredential.id).where(*_held_clauses(learner_id, view), HeldCredential.format == "ldp",
                                                     HeldCredential.kind.in_(EMBEDDED_KINDS))]
         if section == "skills":

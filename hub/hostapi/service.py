@@ -28,9 +28,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Allowed
-from hub.credentials.badges import SOURCE_PREFIX as HELD_BADGE_PREFIX
 from hub.credentials.models import HeldCredential
-from hub.credentials.service import ClrView, CredentialKit, badge_credential, clr_credential, clr_has_content
+from hub.credentials.service import ClrView, CredentialKit, badge_credential, clr_credential, clr_has_content, not_a_held_mirror
 from hub.records import service as record_service
 from hub.records.models import Badge
 from schemas import records as record_schemas
@@ -60,7 +59,7 @@ class CredentialPage:
 def _badge_filter(access: Allowed, learner_id: UUID, provider_id: UUID, since: datetime | None) -> list[Any]:
     clauses = [Badge.learner_id == learner_id, Badge.deleted_at.is_(None), Badge.hidden_at.is_(None),
                # A badge mirroring a held credential: the held credential itself is listed instead.
-               ~Badge.source_id.startswith(HELD_BADGE_PREFIX, autoescape=True)]
+               not_a_held_mirror()]
     if access.own_only:  # read_own: only what this provider contributed
         clauses.append(Badge.provider_id == provider_id)
     if access.data_from is not None:

@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.credentials.export import iso, learner_subject_id
 from hub.credentials.models import HeldCredential
-from hub.credentials.service import CredentialKit, badge_credential, clr_credential
+from hub.credentials.service import CredentialKit, badge_credential, clr_credential, not_a_held_mirror
 from hub.grants.log import list_disclosures, verify_log
 from hub.grants.receipts import signed_receipts
 from hub.people.models import Learner
@@ -176,7 +176,8 @@ async def _badges(session: AsyncSession, learner_id: UUID, page: int) -> AsyncIt
     last = 0
     while True:
         rows = list((await session.execute(
-            select(Badge).where(Badge.learner_id == learner_id, Badge.id > last).order_by(Badge.id).limit(page)
+            select(Badge).where(Badge.learner_id == learner_id, Badge.id > last, not_a_held_mirror())
+            .order_by(Badge.id).limit(page)
         )).scalars())
         for row in rows:
             yield row

@@ -22,7 +22,7 @@ from connectors.runtime import run_instance
 from consent import Action
 from hub.credentials.keys import public_key_multibase
 from hub.credentials.models import HeldCredential
-from hub.credentials.service import badge_credential
+from hub.credentials.service import badge_credential, clr_credential
 from hub.db import make_sessionmaker
 from hub.links.service import link_learner
 from hub.records.models import Badge
@@ -134,6 +134,34 @@ async def test_import_credentials_holds_verifies_and_shows_badges(engine, creden
     async with make_sessionmaker(engine)() as session:
         held = (await session.execute(select(HeldCredential).where(HeldCredential.kind == "Assertion"))).scalar_one()
     assert held.document["badge"]["name"] == "Robotics II" and held.compact_jws == newer  # kept whole
+
+
+async def test_an_imported_badge_is_exported_once_as_received_and_a_round_trip_adds_nothing(
+        engine, credentials_app, client, examples_dir, kit):  # type: ignore[no-untyped-def]
+    provider = await make_provider(engine, "Badge Wallet", ["badges:contribute", "badges:read"])
+    family = await make_family(engine)
+    await grant(engine, family, provider, "badges", Action.CONTRIBUTE)
+    token = await get_token(client, provider)
+    learner = learner_id_for(family, provider)
+    vector = (examples_dir / "ob3-testvector-signed-credential.json").read_text()
+    created = (await gql(client, token, IMPORT, {"l": learner, "c": [vector]})).json()["data"]["importCredentials"]
+    assert created["created"] == 1
+
+    async with make_sessionmaker(engine)() as session:
+        clr = await clr_credential(session, kit, family.learner_id, datetime.now(UTC))
+        await session.commit()
+    embedded = clr["credentialSubject"]["verifiableCredential"]
+    # Exactly once, as received (the issuer's proof), not also re-issued by the hub from its mirror badge.
+    assert [c["id"] for c in embedded] == ["http://example.com/credentials/3527"]
+    assert embedded[0]["proof"] == load(examples_dir / "ob3-testvector-signed-credential.json")["proof"]
+
+    again = (await gql(client, token, IMPORT, {"l": learner, "c": [json.dumps(clr)]})).json()["data"]["importCredentials"]
+    assert again["results"][0]["outcome"] == "CREATED", again  # the CLR itself is new; what it carries is not
+    async with make_sessionmaker(engine)() as session:
+        badges = (await session.execute(select(func.count()).select_from(Badge))).scalar_one()
+        held = (await session.execute(select(HeldCredential.kind).order_by(HeldCredential.id))).scalars().all()
+    assert badges == 1
+    assert held == ["OpenBadgeCredential", "ClrCredential"]
 
 
 async def test_import_credentials_consent_and_limits(engine, credentials_app, client, examples_dir):
