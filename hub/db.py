@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, MetaData, String, Uuid, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -110,3 +110,28 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """One unit of work: commits on success, rolls back on any exception."""
     async with sessions() as session, session.begin():
         yield session
+
+
+# PostgreSQL array type per column type, for set-wise writes through unnest(): one statement of
+# fixed shape (one parameter per column, prepared once) however many rows it carries.
+_PG_ARRAY_TYPES = (
+    (Uuid, "uuid[]"), (Boolean, "boolean[]"), (Float, "float8[]"), (BigInteger, "int8[]"), (Integer, "int4[]"),
+    (String, "text[]"), (UTCDateTime, "timestamptz[]"),
+)
+
+
+def unnest_select(table: Any, names: list[str], prefix: str) -> str:
+    """``SELECT * FROM unnest(CAST(:{prefix}0 AS type[]), …)`` for these columns of ``table``; bind
+    each ``{prefix}{i}`` to the list of that column's values."""
+    def array_type(column_type: Any) -> str:
+        for sql_type, array in _PG_ARRAY_TYPES:
+            if isinstance(column_type, sql_type):
+                return array
+        raise TypeError(f"no unnest array type for {column_type!r}")
+
+    arrays = ", ".join(f"CAST(:{prefix}{i} AS {array_type(table.c[name].type)})" for i, name in enumerate(names))
+    return f"SELECT * FROM unnest({arrays})"
+
+
+def unnest_params(rows: list[dict[str, Any]], names: list[str], prefix: str) -> dict[str, list[Any]]:
+    return {f"{prefix}{i}": [row[name] for row in rows] for i, name in enumerate(names)}

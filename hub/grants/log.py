@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent.audit import GENESIS, ChainProblem, chain_hash, verify_chain
+from hub.db import unnest_params, unnest_select
 from hub.grants.models import DisclosureEvent, LearnerLogHead
 
 
@@ -45,28 +46,18 @@ class PendingEvent:
 async def append_events(*, session: AsyncSession, events: Sequence[PendingEvent]) -> None:
     """Chain events into their learners' logs with a fixed number of statements per call.
 
-    The heads of all learners involved are locked in learner-id order (PostgreSQL row locks via
-    ``FOR UPDATE``, so concurrent requests over overlapping learners cannot deadlock; SQLite's
-    writers are already serialised by ``BEGIN IMMEDIATE``), then extended together.
+    The heads of all learners involved are locked in learner-id order (PostgreSQL row locks, so
+    concurrent requests over overlapping learners cannot deadlock; SQLite's writers are already
+    serialised by ``BEGIN IMMEDIATE``), then extended together. PostgreSQL takes two statements
+    (every logged read pays them before its commit): an upsert that locks and returns the heads,
+    and the events' insert chained with the heads' update; SQLite takes four.
     """
     by_learner: dict[UUID, list[PendingEvent]] = {}
     for event in events:
         by_learner.setdefault(event.learner_id, []).append(event)
     learner_ids = sorted(by_learner)
-    dialect = session.get_bind().dialect.name
-    insert_head = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(LearnerLogHead)
-    await session.execute(
-        insert_head.values([{"learner_id": i, "seq": 0, "hash": GENESIS} for i in learner_ids])
-        .on_conflict_do_nothing(index_elements=["learner_id"])
-    )
-    heads_query = (
-        select(LearnerLogHead.learner_id, LearnerLogHead.seq, LearnerLogHead.hash)
-        .where(LearnerLogHead.learner_id.in_(learner_ids))
-        .order_by(LearnerLogHead.learner_id)
-    )
-    if dialect == "postgresql":
-        heads_query = heads_query.with_for_update()
-    heads = {row.learner_id: (row.seq, row.hash) for row in await session.execute(heads_query)}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    heads = await (_lock_heads_postgres if postgres else _lock_heads)(session, learner_ids)
     rows, new_heads = [], []
     for learner_id in learner_ids:
         seq, prev = heads[learner_id]
@@ -76,8 +67,45 @@ async def append_events(*, session: AsyncSession, events: Sequence[PendingEvent]
             row["hash"] = prev = chain_hash(prev, row)
             rows.append(row)
         new_heads.append({"learner_id": learner_id, "seq": seq, "hash": prev})
-    await session.execute(DisclosureEvent.__table__.insert(), rows)
-    await session.execute(update(LearnerLogHead), new_heads)  # ORM bulk UPDATE by primary key
+    if postgres:
+        await _store_postgres(session, rows, new_heads)
+    else:
+        await session.execute(DisclosureEvent.__table__.insert(), rows)
+        await session.execute(update(LearnerLogHead), new_heads)  # ORM bulk UPDATE by primary key
+
+
+def _genesis(learner_ids: list[UUID]) -> list[dict[str, Any]]:
+    return [{"learner_id": i, "seq": 0, "hash": GENESIS} for i in learner_ids]
+
+
+async def _lock_heads(session: AsyncSession, learner_ids: list[UUID]) -> dict[UUID, tuple[int, str]]:
+    await session.execute(sqlite.insert(LearnerLogHead).values(_genesis(learner_ids))
+                          .on_conflict_do_nothing(index_elements=["learner_id"]))
+    rows = await session.execute(select(LearnerLogHead.learner_id, LearnerLogHead.seq, LearnerLogHead.hash)
+                                 .where(LearnerLogHead.learner_id.in_(learner_ids)))
+    return {row.learner_id: (row.seq, row.hash) for row in rows}
+
+
+async def _lock_heads_postgres(session: AsyncSession, learner_ids: list[UUID]) -> dict[UUID, tuple[int, str]]:
+    # ON CONFLICT DO UPDATE locks each existing head (as FOR UPDATE did) and RETURNING gives its
+    # current seq and hash; rows are processed in VALUES order, i.e. learner-id order.
+    upsert = postgresql.insert(LearnerLogHead).values(_genesis(learner_ids))
+    upsert = upsert.on_conflict_do_update(index_elements=["learner_id"],
+                                          set_={"learner_id": upsert.excluded.learner_id})
+    rows = await session.execute(upsert.returning(LearnerLogHead.learner_id, LearnerLogHead.seq, LearnerLogHead.hash))
+    return {row.learner_id: (row.seq, row.hash) for row in rows}
+
+
+async def _store_postgres(session: AsyncSession, rows: list[dict[str, Any]], new_heads: list[dict[str, Any]]) -> None:
+    events, heads = DisclosureEvent.__table__, LearnerLogHead.__table__
+    names, head_names = list(rows[0]), ["learner_id", "seq", "hash"]
+    statement = text(
+        f"WITH new_events AS (INSERT INTO {events.name} ({', '.join(names)}) {unnest_select(events, names, 'e')}) "
+        f"UPDATE {heads.name} AS head SET seq = v.seq, hash = v.hash "
+        f"FROM ({unnest_select(heads, head_names, 'h')}) AS v (learner_id, seq, hash) "
+        "WHERE head.learner_id = v.learner_id"
+    )
+    await session.execute(statement, {**unnest_params(rows, names, "e"), **unnest_params(new_heads, head_names, "h")})
 
 
 async def verify_log(*, session: AsyncSession, learner_ids: Iterable[UUID] | None = None) -> tuple[int, list[ChainProblem]]:

@@ -17,13 +17,13 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
-from sqlalchemy import BigInteger, Boolean, Float, Integer, String, Uuid, text, and_, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
+from sqlalchemy import BigInteger, String, Uuid, text, and_, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Allowed, get_section
 from schemas import records as record_schemas
-from hub.db import UTCDateTime
+from hub.db import unnest_params, unnest_select
 from hub.records.crypto import DataKey, FieldContext, UnreadableData
 from hub.records.keys import DataKeys
 from hub.records.models import (
@@ -271,19 +271,6 @@ async def contribute_entries(
     return ContributionReport(received=len(entries), created=len(inserts), updated=len(updates), unchanged=unchanged)
 
 
-_PG_ARRAY_TYPES = (  # SQLAlchemy column type -> PostgreSQL array type for unnest()
-    (Uuid, "uuid[]"), (Boolean, "boolean[]"), (Float, "float8[]"), (BigInteger, "int8[]"), (Integer, "int8[]"),
-    (String, "text[]"), (UTCDateTime, "timestamptz[]"),
-)
-
-
-def _pg_array_type(column_type: Any) -> str:
-    for sql_type, array in _PG_ARRAY_TYPES:
-        if isinstance(column_type, sql_type):
-            return array
-    raise TypeError(f"no unnest array type for {column_type!r}")
-
-
 async def _insert_activities_with_changes(
     session: AsyncSession, rows: list[dict[str, Any]], learner_id: UUID, provider_id: UUID, now: datetime,
 ) -> None:
@@ -296,15 +283,14 @@ async def _insert_activities_with_changes(
     """
     table = Activity.__table__
     names = list(rows[0])
-    arrays = ", ".join(f"CAST(:c{i} AS {_pg_array_type(table.c[name].type)})" for i, name in enumerate(names))
     statement = text(
         f"WITH new_rows AS (INSERT INTO {table.name} ({', '.join(names)}) "
-        f"SELECT * FROM unnest({arrays}) RETURNING id, source_id) "
+        f"{unnest_select(table, names, 'c')} RETURNING id, source_id) "
         f"INSERT INTO {RecordChange.__table__.name} (learner_id, provider_id, section, entry_id, source_id, op, at) "
         "SELECT CAST(:learner_id AS uuid), CAST(:provider_id AS uuid), 'activities', id, source_id, 'created', "
         "CAST(:now AS timestamptz) FROM new_rows"
     )
-    params: dict[str, Any] = {f"c{i}": [row[name] for row in rows] for i, name in enumerate(names)}
+    params = unnest_params(rows, names, "c")
     await session.execute(statement, {**params, "learner_id": learner_id, "provider_id": provider_id, "now": now})
 
 
