@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action, Allowed, Denied, DenyReason, GrantView, decide, has_live_grant
 from hub.grants.log import PendingEvent, append_events
-from hub.grants.service import grants_between, grants_between_many, resolve_pseudonym
+from hub.grants.service import grants_between, grants_between_many, resolve_learner, resolve_pseudonym
 from hub.oauth.bearer import TokenContext
 
 
@@ -48,6 +48,7 @@ class ProviderAccess:
         self._grants: dict[UUID, list[GrantView]] = {}
         self._resolved: dict[str, UUID] = {}
         self._events: dict[tuple[UUID, str, Action], PendingEvent] = {}
+        self._log_heads: dict[UUID, tuple[int, str]] = {}
 
     @property
     def provider_id(self) -> UUID:
@@ -95,11 +96,22 @@ class ProviderAccess:
 
         An unknown id and a learner without a live grant raise the same ``LearnerNotFound``.
         """
-        if pairwise_id not in self._resolved:
+        if pairwise_id not in self._resolved and self._bypass_consent:
+            # BENCHMARK ONLY (issue 9): the id lookup alone, without the grants and log head.
             learner_id = await resolve_pseudonym(session=self._session, provider_id=self.provider_id, pseudonym=pairwise_id)
             if learner_id is None:
                 raise LearnerNotFound(pairwise_id)
             self._resolved[pairwise_id] = learner_id
+        if pairwise_id not in self._resolved:
+            # The grants come with the pairwise id (one statement): still read once per request,
+            # never cached across requests, so a revocation bites on the very next one.
+            resolved = await resolve_learner(session=self._session, provider_id=self.provider_id, pseudonym=pairwise_id)
+            if resolved is None:
+                raise LearnerNotFound(pairwise_id)
+            self._resolved[pairwise_id] = resolved.learner_id
+            self._grants.setdefault(resolved.learner_id, resolved.grants)
+            if resolved.log_head is not None:
+                self._log_heads.setdefault(resolved.learner_id, resolved.log_head)
         learner_id = self._resolved[pairwise_id]
         await self.require_visible(learner_id)
         return learner_id
@@ -152,4 +164,4 @@ class ProviderAccess:
         """Chain this request's events into the log; call right before the commit."""
         events, self._events = list(self._events.values()), {}
         if events:
-            await append_events(session=self._session, events=events)
+            await append_events(session=self._session, events=events, seen_heads=self._log_heads)

@@ -7,13 +7,13 @@ requests that touch several learners), and unrelated learners never wait for eac
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,23 +43,50 @@ class PendingEvent:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-async def append_events(*, session: AsyncSession, events: Sequence[PendingEvent]) -> None:
+async def append_events(
+    *, session: AsyncSession, events: Sequence[PendingEvent], seen_heads: Mapping[UUID, tuple[int, str]] | None = None
+) -> None:
     """Chain events into their learners' logs with a fixed number of statements per call.
 
-    The heads of all learners involved are locked in learner-id order (PostgreSQL row locks, so
-    concurrent requests over overlapping learners cannot deadlock; SQLite's writers are already
-    serialised by ``BEGIN IMMEDIATE``), then extended together. PostgreSQL takes two statements
-    (every logged read pays them before its commit): an upsert that locks and returns the heads,
-    and the events' insert chained with the heads' update; SQLite takes four.
+    A request about one learner whose head it read earlier in its transaction (``seen_heads``,
+    from ``resolve_learner``) extends the chain from that head with one conditional statement:
+    the head moves only if it is still where it was seen. If another request moved it meanwhile,
+    nothing is written and the locking path below runs instead, so the chain never forks.
+
+    The locking path locks the heads of all learners involved in learner-id order (PostgreSQL row
+    locks, so concurrent requests over overlapping learners cannot deadlock; SQLite's writers are
+    already serialised by ``BEGIN IMMEDIATE``), then extends them together: on PostgreSQL an upsert
+    that locks and returns the heads, and the events' insert chained with the heads' update; SQLite
+    takes four statements.
     """
     by_learner: dict[UUID, list[PendingEvent]] = {}
     for event in events:
         by_learner.setdefault(event.learner_id, []).append(event)
     learner_ids = sorted(by_learner)
     postgres = session.get_bind().dialect.name == "postgresql"
+    # One learner only: a conditional update of several heads would lock them in plan order, not
+    # in learner-id order, and could deadlock against another request's.
+    if len(learner_ids) == 1 and seen_heads and learner_ids[0] in seen_heads:
+        seen = {learner_ids[0]: seen_heads[learner_ids[0]]}
+        rows, new_heads = _chain(by_learner, seen)
+        extend = _extend_if_unmoved_postgres if postgres else _extend_if_unmoved
+        if await extend(session, rows, new_heads[0], expected_seq=seen[learner_ids[0]][0]):
+            return
     heads = await (_lock_heads_postgres if postgres else _lock_heads)(session, learner_ids)
+    rows, new_heads = _chain(by_learner, heads)
+    if postgres:
+        await _store_postgres(session, rows, new_heads)
+    else:
+        await session.execute(DisclosureEvent.__table__.insert(), rows)
+        await session.execute(update(LearnerLogHead), new_heads)  # ORM bulk UPDATE by primary key
+
+
+def _chain(
+    by_learner: dict[UUID, list[PendingEvent]], heads: Mapping[UUID, tuple[int, str]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The event rows, hash-chained from each learner's head, and the heads they lead to."""
     rows, new_heads = [], []
-    for learner_id in learner_ids:
+    for learner_id in sorted(by_learner):
         seq, prev = heads[learner_id]
         for event in by_learner[learner_id]:
             seq += 1
@@ -67,11 +94,40 @@ async def append_events(*, session: AsyncSession, events: Sequence[PendingEvent]
             row["hash"] = prev = chain_hash(prev, row)
             rows.append(row)
         new_heads.append({"learner_id": learner_id, "seq": seq, "hash": prev})
-    if postgres:
-        await _store_postgres(session, rows, new_heads)
-    else:
-        await session.execute(DisclosureEvent.__table__.insert(), rows)
-        await session.execute(update(LearnerLogHead), new_heads)  # ORM bulk UPDATE by primary key
+    return rows, new_heads
+
+
+async def _extend_if_unmoved(session: AsyncSession, rows: list[dict[str, Any]], new_head: dict[str, Any], *,
+                             expected_seq: int) -> bool:
+    heads = LearnerLogHead.__table__
+    connection = await session.connection()
+    moved = await connection.execute(
+        heads.update().where(heads.c.learner_id == new_head["learner_id"], heads.c.seq == expected_seq)
+        .values(seq=new_head["seq"], hash=new_head["hash"])
+    )
+    if moved.rowcount != 1:
+        return False
+    await connection.execute(DisclosureEvent.__table__.insert(), rows)
+    return True
+
+
+async def _extend_if_unmoved_postgres(session: AsyncSession, rows: list[dict[str, Any]], new_head: dict[str, Any], *,
+                                      expected_seq: int) -> bool:
+    # Under READ COMMITTED a head updated by a concurrent request is re-checked after that request
+    # commits (its seq no longer matches), so at most one of two racing requests moves it.
+    events, heads = DisclosureEvent.__table__, LearnerLogHead.__table__
+    names = list(rows[0])
+    statement = text(
+        f"WITH moved AS (UPDATE {heads.name} SET seq = :seq, hash = :hash "
+        "WHERE learner_id = :learner_id AND seq = :expected_seq RETURNING learner_id), "
+        f"new_events AS (INSERT INTO {events.name} ({', '.join(names)}) "
+        f"{unnest_select(events, names, 'e')} WHERE EXISTS (SELECT 1 FROM moved)) "
+        "SELECT count(*) FROM moved"
+    ).bindparams(bindparam("learner_id", type_=heads.c.learner_id.type))
+    connection = await session.connection()
+    moved = (await connection.execute(statement, {**new_head, "expected_seq": expected_seq,
+                                                  **unnest_params(rows, names, "e")})).scalar_one()
+    return moved == 1
 
 
 def _genesis(learner_ids: list[UUID]) -> list[dict[str, Any]]:

@@ -102,9 +102,10 @@ async def authenticate(
     claims = verify_jwt(
         bearer_token_from_header(authorization), public_keys=public_keys, issuer=issuer, audience=audience
     )
-    # The token row makes revocation and client disabling take effect before `exp`.
+    # The token row makes revocation and client disabling take effect before `exp`. Read through
+    # Core (plain columns, no ORM compile state): every API request pays this statement.
     row = (
-        await session.execute(
+        await (await session.connection()).execute(
             select(
                 IssuedToken.client_id, IssuedToken.provider_id, IssuedToken.scope, IssuedToken.revoked_at,
                 IssuedToken.learner_id,

@@ -12,7 +12,7 @@ from consent import Action
 from hub.config import control_policy
 from hub.db import make_sessionmaker
 from hub.grants.family import Actor, NotPermitted, decide_request, grant_by, revoke_by
-from hub.grants.log import verify_log
+from hub.grants.log import PendingEvent, append_events, verify_log
 from hub.grants.models import AccessRequest, DisclosureEvent, LearnerLogHead
 from hub.grants.receipts import signed_receipts, verify_receipt
 from hub.records.models import Activity
@@ -233,6 +233,52 @@ async def test_concurrent_requests_for_one_learner_never_fork_the_chain(client, 
     async with make_sessionmaker(engine)() as session:
         checked, problems = await verify_log(session=session)
     assert (checked, problems) == (8, [])
+
+
+async def test_log_head_hint_extends_in_one_step_and_a_stale_one_falls_back_to_locking(engine):
+    from sqlalchemy import event as sa_event
+
+    family = await make_family(engine)
+    provider = await make_provider(engine, "Hinted", ["badges:read"])
+
+    def pending(section: str) -> PendingEvent:
+        return PendingEvent(at=datetime.now(UTC), learner_id=family.learner_id, provider_id=provider.provider_id,
+                            client_id=provider.client_id, token_id=None, section=section, action="read",
+                            outcome="allowed", reason=None, grant_id=None, purpose=None)
+
+    async def append(section: str, hint: tuple[int, str] | None) -> int:
+        """Append one event with this head hint; the number of SQL statements it took."""
+        statements: list[str] = []
+        listener = lambda *args: statements.append(args[2])  # noqa: E731 (before_cursor_execute)
+        sa_event.listen(engine.sync_engine, "before_cursor_execute", listener)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                await session.connection()  # the transaction begins outside the count
+                statements.clear()
+                await append_events(session=session, events=[pending(section)],
+                                    seen_heads={family.learner_id: hint} if hint else None)
+                await session.commit()
+        finally:
+            sa_event.remove(engine.sync_engine, "before_cursor_execute", listener)
+        return len([s for s in statements if not s.upper().startswith(("COMMIT", "BEGIN"))])
+
+    async def head() -> tuple[int, str]:
+        async with engine.connect() as conn:
+            return tuple((await conn.execute(select(LearnerLogHead.seq, LearnerLogHead.hash))).one())  # type: ignore[return-value]
+
+    unhinted = await append("badges", None)  # creates the head through the locking path
+    first_head = await head()
+    hinted = await append("skills", first_head)  # the head is still where it was seen
+    stale = await append("activities", first_head)  # it has moved since: the conditional step writes nothing
+    postgres = engine.dialect.name == "postgresql"
+    assert hinted == (1 if postgres else 2) and hinted < unhinted
+    assert stale == 1 + unhinted  # the conditional update that matched nothing, then the locking path
+    async with engine.connect() as conn:
+        events = (await conn.execute(select(DisclosureEvent.seq, DisclosureEvent.section).order_by(DisclosureEvent.seq))).all()
+    assert [tuple(e) for e in events] == [(1, "badges"), (2, "skills"), (3, "activities")]
+    assert (await head())[0] == 3
+    async with make_sessionmaker(engine)() as session:
+        assert await verify_log(session=session) == (3, [])
 
 
 async def test_consent_receipts_are_signed_per_grant_and_revocation(engine, app, settings):
