@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -115,19 +116,24 @@ async def _extend_if_unmoved_postgres(session: AsyncSession, rows: list[dict[str
                                       expected_seq: int) -> bool:
     # Under READ COMMITTED a head updated by a concurrent request is re-checked after that request
     # commits (its seq no longer matches), so at most one of two racing requests moves it.
-    events, heads = DisclosureEvent.__table__, LearnerLogHead.__table__
     names = list(rows[0])
-    statement = text(
-        f"WITH moved AS (UPDATE {heads.name} SET seq = :seq, hash = :hash "
-        "WHERE learner_id = :learner_id AND seq = :expected_seq RETURNING learner_id), "
-        f"new_events AS (INSERT INTO {events.name} ({', '.join(names)}) "
-        f"{unnest_select(events, names, 'e')} WHERE EXISTS (SELECT 1 FROM moved)) "
-        "SELECT count(*) FROM moved"
-    ).bindparams(bindparam("learner_id", type_=heads.c.learner_id.type))
+    statement = _extend_statement_postgres(tuple(names))
     connection = await session.connection()
     moved = (await connection.execute(statement, {**new_head, "expected_seq": expected_seq,
                                                   **unnest_params(rows, names, "e")})).scalar_one()
     return moved == 1
+
+
+@lru_cache(maxsize=4)
+def _extend_statement_postgres(names: tuple[str, ...]) -> Any:
+    events, heads = DisclosureEvent.__table__, LearnerLogHead.__table__
+    return text(
+        f"WITH moved AS (UPDATE {heads.name} SET seq = :seq, hash = :hash "
+        "WHERE learner_id = :learner_id AND seq = :expected_seq RETURNING learner_id), "
+        f"new_events AS (INSERT INTO {events.name} ({', '.join(names)}) "
+        f"{unnest_select(events, list(names), 'e')} WHERE EXISTS (SELECT 1 FROM moved)) "
+        "SELECT count(*) FROM moved"
+    ).bindparams(bindparam("learner_id", type_=heads.c.learner_id.type))
 
 
 def _genesis(learner_ids: list[UUID]) -> list[dict[str, Any]]:

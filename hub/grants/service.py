@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action, GrantView, get_section
@@ -40,6 +40,23 @@ def _view_of_row(row: Any) -> GrantView:
     return GrantView(**{name: getattr(row, name) for name in _GRANT_FIELDS if name != "action"}, action=Action(row.action))
 
 
+def _resolve_statement():  # type: ignore[no-untyped-def]
+    names, grant, head = LearnerPseudonym.__table__, ConsentGrant.__table__, LearnerLogHead.__table__
+    return (
+        select(names.c.learner_id.label("resolved_id"), head.c.seq.label("head_seq"), head.c.hash.label("head_hash"),
+               *(grant.c[name] for name in _GRANT_FIELDS))
+        .select_from(
+            names.outerjoin(grant, (grant.c.provider_id == names.c.provider_id) & (grant.c.learner_id == names.c.learner_id))
+            .outerjoin(head, head.c.learner_id == names.c.learner_id)
+        )
+        .where(names.c.provider_id == bindparam("provider_id"), names.c.pseudonym == bindparam("pseudonym"))
+    )
+
+
+# Built once: every provider request runs it (see resolve_learner).
+_RESOLVE = _resolve_statement()
+
+
 @dataclass(frozen=True)
 class ResolvedLearner:
     """A provider's pairwise id resolved, with what the rest of the request needs about the learner."""
@@ -59,17 +76,7 @@ async def resolve_learner(*, session: AsyncSession, provider_id: UUID, pseudonym
     """
     if not looks_like_pairwise_id(pseudonym):
         return None
-    names, grant, head = LearnerPseudonym.__table__, ConsentGrant.__table__, LearnerLogHead.__table__
-    query = (
-        select(names.c.learner_id.label("resolved_id"), head.c.seq.label("head_seq"), head.c.hash.label("head_hash"),
-               *(grant.c[name] for name in _GRANT_FIELDS))
-        .select_from(
-            names.outerjoin(grant, (grant.c.provider_id == names.c.provider_id) & (grant.c.learner_id == names.c.learner_id))
-            .outerjoin(head, head.c.learner_id == names.c.learner_id)
-        )
-        .where(names.c.provider_id == provider_id, names.c.pseudonym == pseudonym)
-    )
-    rows = list(await (await session.connection()).execute(query))
+    rows = list(await (await session.connection()).execute(_RESOLVE, {"provider_id": provider_id, "pseudonym": pseudonym}))
     if not rows:
         return None
     first = rows[0]

@@ -13,7 +13,7 @@ from uuid import UUID
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.oauth.keys import ALGORITHM
@@ -67,6 +67,13 @@ def bearer_token_from_header(authorization: str | None) -> str:
     return token.strip()
 
 
+_TOKEN_ROW = (
+    select(IssuedToken.client_id, IssuedToken.provider_id, IssuedToken.scope, IssuedToken.revoked_at, IssuedToken.learner_id)
+    .join(OAuthClient, OAuthClient.client_id == IssuedToken.client_id)
+    .where(IssuedToken.jti == bindparam("jti"), OAuthClient.disabled_at.is_(None))
+)
+
+
 def verify_jwt(token: str, *, public_keys: KeySet, issuer: str, audience: str, now: float | None = None) -> dict:
     """Signature, ``typ`` and registered claims of an RFC 9068 access token."""
     invalid = BearerError(401, "invalid_token", "the access token is invalid or expired")
@@ -103,17 +110,9 @@ async def authenticate(
         bearer_token_from_header(authorization), public_keys=public_keys, issuer=issuer, audience=audience
     )
     # The token row makes revocation and client disabling take effect before `exp`. Read through
-    # Core (plain columns, no ORM compile state): every API request pays this statement.
-    row = (
-        await (await session.connection()).execute(
-            select(
-                IssuedToken.client_id, IssuedToken.provider_id, IssuedToken.scope, IssuedToken.revoked_at,
-                IssuedToken.learner_id,
-            )
-            .join(OAuthClient, OAuthClient.client_id == IssuedToken.client_id)
-            .where(IssuedToken.jti == str(claims["jti"]), OAuthClient.disabled_at.is_(None))
-        )
-    ).one_or_none()
+    # Core (plain columns, no ORM compile state) with a statement built once: every API request
+    # pays it.
+    row = (await (await session.connection()).execute(_TOKEN_ROW, {"jti": str(claims["jti"])})).one_or_none()
     if row is None or row.revoked_at is not None or row.client_id != claims["client_id"]:
         raise BearerError(401, "invalid_token", "the access token is invalid or expired")
     scopes = frozenset(row.scope.split())

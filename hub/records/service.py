@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
-from sqlalchemy import BigInteger, String, Uuid, text, and_, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
+from sqlalchemy import BigInteger, Integer, String, Uuid, text, and_, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -367,7 +367,7 @@ class PageQuery:
     kind: str | None = None
 
 
-async def _core_rows(session: AsyncSession, query: Any) -> list[Any]:
+async def _core_rows(session: AsyncSession, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
     """Rows of a table-column select on the session's transaction, through Core, not the ORM.
 
     Pages are read-only plain rows; the ORM execution path (compile state, per-row loading) was
@@ -376,11 +376,32 @@ async def _core_rows(session: AsyncSession, query: Any) -> list[Any]:
     at commit, not before a read.
     """
     connection = await session.connection()
-    return list(await connection.execute(query))
+    return list(await connection.execute(query, params))
 
 
-def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-def]
-    """The newest-first, keyset-paginated query of one learner's page (first + 1 rows)."""
+# The parts of a PageQuery that change the SQL; the rest are bind parameter values.
+_PAGE_FILTERS = ("data_from", "after", "since", "until", "verb_id", "skill_key", "kind")
+
+
+def _page_shape(spec: PageQuery) -> tuple[Any, ...]:
+    return (spec.section, spec.own_only, *(getattr(spec, name) is not None for name in _PAGE_FILTERS))
+
+
+def _page_params(spec: PageQuery) -> dict[str, Any]:
+    params: dict[str, Any] = {"page_limit": spec.first + 1, "reader_provider_id": spec.reader_provider_id}
+    params.update({name: getattr(spec, name) for name in _PAGE_FILTERS if name != "after"})
+    if spec.after is not None:
+        params["cursor_at"], params["cursor_id"] = decode_cursor(spec.after)
+    return params
+
+
+def _page_select(spec: PageQuery, learner_id: Any):  # type: ignore[no-untyped-def]
+    """The newest-first, keyset-paginated query of one learner's page (first + 1 rows).
+
+    Every value but ``learner_id`` (a UUID, a column or a bind parameter) is a named bind
+    parameter; execute with ``_page_params(spec)``. The statement depends only on the page's
+    shape, so the single-learner case is built once per shape (``_single_page_select``).
+    """
     model = SECTION_MODELS[spec.section]
     at_col = _ORDER_COLUMN[spec.section]
     # Plain rows, not ORM entities: a page is read-only, and identity-map bookkeeping per row
@@ -389,11 +410,11 @@ def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-
         model.learner_id == learner_id, model.deleted_at.is_(None), model.hidden_at.is_(None), *section_clause(spec.section)
     )
     if spec.own_only:
-        query = query.where(model.provider_id == spec.reader_provider_id)
+        query = query.where(model.provider_id == bindparam("reader_provider_id"))
     if spec.data_from is not None:
-        query = query.where(at_col >= spec.data_from)
+        query = query.where(at_col >= bindparam("data_from", type_=at_col.type))
     if spec.after is not None:
-        cursor_at, cursor_id = decode_cursor(spec.after)
+        cursor_at, cursor_id = bindparam("cursor_at", type_=at_col.type), bindparam("cursor_id", type_=model.id.type)
         # The redundant `at <= cursor_at` bounds the index range scan; without it SQLite walked
         # the (learner_id, time, id) index from the newest entry to the cursor, so a page 200,000
         # entries deep cost 4x the first page (BENCHMARKS.md, growth).
@@ -401,24 +422,42 @@ def _page_select(spec: PageQuery, learner_id: UUID):  # type: ignore[no-untyped-
             at_col <= cursor_at, or_(at_col < cursor_at, and_(at_col == cursor_at, model.id < cursor_id))
         )
     if spec.since is not None:
-        query = query.where(at_col >= spec.since)
+        query = query.where(at_col >= bindparam("since", type_=at_col.type))
     if spec.until is not None:
-        query = query.where(at_col < spec.until)
+        query = query.where(at_col < bindparam("until", type_=at_col.type))
     if spec.verb_id is not None and model is Activity:
-        query = query.where(Activity.verb_id == spec.verb_id)
+        query = query.where(Activity.verb_id == bindparam("verb_id"))
     if spec.skill_key is not None and model is SkillAssessment:
-        query = query.where(SkillAssessment.skill_key == spec.skill_key)
+        query = query.where(SkillAssessment.skill_key == bindparam("skill_key"))
     if spec.kind is not None and model is SectionEntry:
-        query = query.where(SectionEntry.kind == spec.kind)
-    return query.order_by(at_col.desc(), model.id.desc()).limit(spec.first + 1)
+        query = query.where(SectionEntry.kind == bindparam("kind"))
+    return query.order_by(at_col.desc(), model.id.desc()).limit(bindparam("page_limit", type_=Integer()))
+
+
+_single_page_cache: dict[tuple[Any, ...], Any] = {}
+
+
+def _single_page_select(spec: PageQuery):  # type: ignore[no-untyped-def]
+    """``_page_select`` for one learner (``learner_id`` parameter), built once per page shape:
+    building and cache-keying the statement was ~9 % of a profile read's CPU (BENCHMARKS.md)."""
+    shape = _page_shape(spec)
+    statement = _single_page_cache.get(shape)
+    if statement is None:
+        statement = _single_page_cache[shape] = _page_select(spec, bindparam("learner_id", type_=Uuid()))
+    return statement
+
+
+async def _single_page_rows(session: AsyncSession, spec: PageQuery, learner_id: UUID) -> list[Any]:
+    return await _core_rows(session, _single_page_select(spec), {**_page_params(spec), "learner_id": learner_id})
 
 
 async def count_entries(*, session: AsyncSession, spec: PageQuery, learner_id: UUID) -> int:
     """How many entries the page's filters match for one learner (ignoring the cursor and limit)."""
-    unpaged = _page_select(PageQuery(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, "after": None}),
-                           learner_id).limit(None).order_by(None)
+    unpaged_spec = PageQuery(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, "after": None})
+    unpaged = _page_select(unpaged_spec, learner_id).limit(None).order_by(None)
+    params = {name: value for name, value in _page_params(unpaged_spec).items() if name != "page_limit"}
     with session.no_autoflush:
-        return (await session.execute(select(func.count()).select_from(unpaged.subquery()))).scalar_one()
+        return (await session.execute(select(func.count()).select_from(unpaged.subquery()), params)).scalar_one()
 
 
 def _as_page(spec: PageQuery, rows: list[Any]) -> Page:
@@ -461,7 +500,7 @@ async def list_entries(
     """
     if (spec.own_only, spec.data_from) != (access.own_only, access.data_from):
         raise ValueError("the page spec does not match the consent decision")
-    rows = await _core_rows(session, _page_select(spec, learner_id))
+    rows = await _single_page_rows(session, spec, learner_id)
     return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
                            data_keys=data_keys)
 
@@ -477,7 +516,7 @@ async def list_pages(
     which has no LATERAL, gets a UNION ALL of the single-learner queries.
     """
     if len(learner_ids) == 1:
-        rows = await _core_rows(session, _page_select(spec, learner_ids[0]))
+        rows = await _single_page_rows(session, spec, learner_ids[0])
         pages = {learner_ids[0]: _as_page(spec, rows)}
         return {i: await open_page(session=session, section=spec.section, learner_id=i, page=p, data_keys=data_keys)
                 for i, p in pages.items()}
@@ -489,7 +528,7 @@ async def list_pages(
     else:
         branches = [select(_page_select(spec, i).subquery().c) for i in learner_ids]
         query = select(*union_all(*branches).subquery().c)
-    rows = await _core_rows(session, query)
+    rows = await _core_rows(session, query, _page_params(spec))
     grouped: dict[UUID, list[Any]] = {i: [] for i in learner_ids}
     for row in rows:
         grouped[row.learner_id].append(row)
