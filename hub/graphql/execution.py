@@ -39,7 +39,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from hub.graphql.coercion import input_coercer
 
 _PLAIN = "_kinfolio_plain"
-LEAF, OBJECT, LIST = "leaf", "object", "list"
+LEAF, OBJECT, LIST, LEAF_LIST, TYPENAME = "leaf", "object", "list", "leaf list", "__typename"
 _GENERIC = object()  # "let graphql-core execute this field"
 
 
@@ -76,6 +76,9 @@ def plain_field(field: Any) -> PlainField | None:
         item, item_nullable = _unwrap(type_.of_type)
         if _plain_object(item):
             return PlainField(LIST, definition.python_name, nullable, object_type=item,
+                              item_type=type_.of_type, item_nullable=item_nullable)
+        if isinstance(item, GraphQLScalarType | GraphQLEnumType):  # completed inline only along a plan
+            return PlainField(LEAF_LIST, definition.python_name, nullable, serialize=item.serialize,
                               item_type=type_.of_type, item_nullable=item_nullable)
     return None
 
@@ -167,7 +170,7 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         node = field_details_list[0].node
         field = fields.get(node.name.value)
         plain: PlainField | None = getattr(field, _PLAIN, None) if field is not None else None
-        if plain is None or node.arguments or node.directives:
+        if plain is None or plain.kind == LEAF_LIST or node.arguments or node.directives:
             return _GENERIC
         value = getattr(source_value, plain.attribute, Undefined)
         if value is None or value is Undefined:
@@ -184,6 +187,12 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             isinstance(value, list | tuple) and (plain.item_nullable or all(v is not None for v in value))
         ):
             return _GENERIC
+        plan = self._plan(plain.object_type, field_details_list)
+        if plan is not None:
+            try:
+                return _run_plan(plan, value) if plain.kind == OBJECT else _run_plan_list(plan, plain.item_nullable, value)
+            except Exception:  # noqa: BLE001 - anything unusual: the general path below, with its errors
+                pass
         field_path = Path(path, response_name, parent_type.name)
         try:
             if plain.kind == OBJECT:
@@ -197,6 +206,41 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if self.is_awaitable(completed):
             return self._guarded(completed, field.type, field_details_list, field_path)
         return completed
+
+    def _plan(self, object_type: GraphQLObjectType, field_details_list: Any) -> tuple[PlanStep, ...] | None:
+        """How to complete objects of this type under this selection when every field below it
+        is plain (None otherwise), computed once per execution and selection."""
+        plans: dict[Any, Any] = self.__dict__.setdefault("_kinfolio_plans", {})
+        key = (object_type, id(field_details_list))
+        cached = plans.get(key)
+        if cached is not None:
+            return cached[1]
+        grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(object_type, field_details_list)
+        steps: list[PlanStep] | None = [] if not new_defer_usages else None
+        for response_name, sub_details in grouped_field_set.items() if steps is not None else ():
+            node = sub_details[0].node
+            if node.arguments or node.directives or any(d.defer_usage for d in sub_details):
+                steps = None
+                break
+            if node.name.value == "__typename":  # clients such as Apollo ask for it everywhere
+                steps.append(PlanStep(response_name, object_type.name, TYPENAME, False, None, True, None))
+                continue
+            field = object_type.fields.get(node.name.value)
+            plain: PlainField | None = getattr(field, _PLAIN, None) if field is not None else None
+            if plain is None:
+                steps = None
+                break
+            nested = plain.kind in (OBJECT, LIST)
+            sub = self._plan(plain.object_type, sub_details) if nested else None  # type: ignore[arg-type]
+            if nested and sub is None:
+                steps = None
+                break
+            steps.append(PlanStep(response_name, plain.attribute, plain.kind, plain.nullable, plain.serialize,
+                                  plain.item_nullable, sub))
+        plan = tuple(steps) if steps is not None else None
+        # The list is kept alive with its plan so that its id cannot be reused (as graphql-core does).
+        plans[key] = (field_details_list, plan)
+        return plan
 
     def _complete_plain_list(
         self, plain: PlainField, field_details_list: Any, path: Path, items: Any, position_context: Any,
@@ -235,6 +279,84 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         except Exception as raw_error:  # noqa: BLE001
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
+
+
+class PlanStep(NamedTuple):
+    response_name: str
+    attribute: str
+    kind: str
+    nullable: bool
+    serialize: Any
+    item_nullable: bool
+    sub: tuple[PlanStep, ...] | None
+
+
+class _Unplanned(Exception):
+    """A value the plan does not cover (null in a non-null position, an error value, …)."""
+
+
+def _run_plan(plan: tuple[PlanStep, ...], source: Any) -> dict[str, Any]:
+    """Complete one object along its plan: the same result graphql-core would give, or raise (then
+    the general path runs again from the same, unchanged, source and reports the error)."""
+    if isinstance(source, Exception):  # graphql-core raises it as the field's error
+        raise _Unplanned
+    result: dict[str, Any] = {}
+    for step in plan:
+        if step.kind is TYPENAME:
+            result[step.response_name] = step.attribute  # the type's name
+            continue
+        value = getattr(source, step.attribute, Undefined)
+        if value is None or value is Undefined:
+            if not step.nullable:
+                raise _Unplanned
+            result[step.response_name] = None
+        elif step.kind is LEAF:
+            if isinstance(value, Exception):
+                raise _Unplanned
+            serialized = step.serialize(value)
+            if serialized is None or serialized is Undefined:
+                raise _Unplanned
+            result[step.response_name] = serialized
+        elif step.kind is OBJECT:
+            result[step.response_name] = _run_plan(step.sub, value)  # type: ignore[arg-type]
+        elif step.kind is LEAF_LIST:
+            result[step.response_name] = _serialize_list(step.serialize, step.item_nullable, value)
+        else:
+            result[step.response_name] = _run_plan_list(step.sub, step.item_nullable, value)  # type: ignore[arg-type]
+    return result
+
+
+def _serialize_list(serialize: Any, item_nullable: bool, items: Any) -> list[Any]:
+    if not isinstance(items, list | tuple):
+        raise _Unplanned
+    completed: list[Any] = []
+    for item in items:
+        if item is None:
+            if not item_nullable:
+                raise _Unplanned
+            completed.append(None)
+            continue
+        if isinstance(item, Exception):
+            raise _Unplanned
+        serialized = serialize(item)
+        if serialized is None or serialized is Undefined:
+            raise _Unplanned
+        completed.append(serialized)
+    return completed
+
+
+def _run_plan_list(plan: tuple[PlanStep, ...], item_nullable: bool, items: Any) -> list[Any]:
+    if not isinstance(items, list | tuple):
+        raise _Unplanned
+    completed: list[Any] = []
+    for item in items:
+        if item is None:
+            if not item_nullable:
+                raise _Unplanned
+            completed.append(None)
+        else:
+            completed.append(_run_plan(plan, item))
+    return completed
 
 
 def _coerce_lists(values: Any, raw: dict[str, Any], names: list[str]) -> bool:
