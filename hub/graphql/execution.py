@@ -22,6 +22,7 @@ tests/hub/test_lean_execution.py (same results and errors as graphql-core's own 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 from graphql import (
@@ -311,41 +312,30 @@ def _run_plan(plan: tuple[PlanStep, ...], source: Any) -> dict[str, Any]:
                 raise _Unplanned
             result[step.response_name] = None
         elif step.kind is LEAF:
-            if isinstance(value, Exception):
-                raise _Unplanned
-            serialized = step.serialize(value)
-            if serialized is None or serialized is Undefined:
-                raise _Unplanned
-            result[step.response_name] = serialized
+            result[step.response_name] = _serialized(step.serialize, value)
         elif step.kind is OBJECT:
             result[step.response_name] = _run_plan(step.sub, value)  # type: ignore[arg-type]
         elif step.kind is LEAF_LIST:
-            result[step.response_name] = _serialize_list(step.serialize, step.item_nullable, value)
+            result[step.response_name] = _plan_list(value, step.item_nullable, partial(_serialized, step.serialize))
         else:
             result[step.response_name] = _run_plan_list(step.sub, step.item_nullable, value)  # type: ignore[arg-type]
     return result
 
 
-def _serialize_list(serialize: Any, item_nullable: bool, items: Any) -> list[Any]:
-    if not isinstance(items, list | tuple):
+def _serialized(serialize: Any, value: Any) -> Any:
+    if isinstance(value, Exception):
         raise _Unplanned
-    completed: list[Any] = []
-    for item in items:
-        if item is None:
-            if not item_nullable:
-                raise _Unplanned
-            completed.append(None)
-            continue
-        if isinstance(item, Exception):
-            raise _Unplanned
-        serialized = serialize(item)
-        if serialized is None or serialized is Undefined:
-            raise _Unplanned
-        completed.append(serialized)
-    return completed
+    serialized = serialize(value)
+    if serialized is None or serialized is Undefined:
+        raise _Unplanned
+    return serialized
 
 
 def _run_plan_list(plan: tuple[PlanStep, ...], item_nullable: bool, items: Any) -> list[Any]:
+    return _plan_list(items, item_nullable, partial(_run_plan, plan))
+
+
+def _plan_list(items: Any, item_nullable: bool, complete_item: Any) -> list[Any]:
     if not isinstance(items, list | tuple):
         raise _Unplanned
     completed: list[Any] = []
@@ -355,7 +345,7 @@ def _run_plan_list(plan: tuple[PlanStep, ...], item_nullable: bool, items: Any) 
                 raise _Unplanned
             completed.append(None)
         else:
-            completed.append(_run_plan(plan, item))
+            completed.append(complete_item(item))
     return completed
 
 
