@@ -35,12 +35,14 @@ def server_env(*, database_url: str, data_dir: Path, issuer_port: int, pseudonym
 
 
 @asynccontextmanager
-async def hub_server(port: int, env: dict[str, str], *, workers: int = 1, log: Path | None = None) -> AsyncIterator[subprocess.Popen]:
+async def hub_server(port: int, env: dict[str, str], *, workers: int = 1, log: Path | None = None,
+                     cwd: Path | None = None) -> AsyncIterator[subprocess.Popen]:
+    """uvicorn serving the hub; ``cwd`` (default: ours) is the checkout whose code it imports."""
     cmd = [sys.executable, "-m", "uvicorn", "hub.asgi:app", "--host", HOST, "--port", str(port),
            "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
            "--log-level", "warning"]
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True, cwd=cwd)
     try:
         deadline = time.monotonic() + 60
         while True:
