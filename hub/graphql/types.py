@@ -238,13 +238,11 @@ class Activity:
 
     @classmethod
     def from_row(cls, row: record_models.Activity) -> Activity:
-        has_score = any(
-            v is not None
-            for v in (row.result_score_scaled, row.result_score_raw, row.result_score_min, row.result_score_max)
-        )
-        has_result = has_score or any(
-            v is not None for v in (row.result_success, row.result_completion, row.result_duration)
-        )
+        # Plain `or` chains, not any() over generators: this runs for every activity of a page.
+        has_score = (row.result_score_scaled is not None or row.result_score_raw is not None
+                     or row.result_score_min is not None or row.result_score_max is not None)
+        has_result = (has_score or row.result_success is not None or row.result_completion is not None
+                      or row.result_duration is not None)
         return cls(
             id=strawberry.ID(str(row.id)),
             source_id=row.source_id,
