@@ -60,6 +60,8 @@ class SigningKeys:
         self._lock = threading.Lock()
         self._mtime: float | None = None
         self._entries: list[_Entry] = []
+        # (ids of the live entries, the entries themselves so their ids stay theirs, public KeySet)
+        self._public_cache: tuple[tuple[int, ...], list[_Entry], KeySet] | None = None
         self._reload(force=True)
 
     # -- keyring ------------------------------------------------------------------------
@@ -100,7 +102,14 @@ class SigningKeys:
 
     @property
     def public(self) -> KeySet:
-        return KeySet([ECKey.import_key(e.key.as_dict(private=False)) for e in self._live(time.time())])
+        # Every API request verifies its token against this set: build it once per set of live
+        # keys (a reload or a retirement changes the set) instead of re-importing each key.
+        live = self._live(time.time())
+        marker = tuple(id(e) for e in live)
+        cached = self._public_cache
+        if cached is None or cached[0] != marker:
+            cached = self._public_cache = (marker, live, KeySet([ECKey.import_key(e.key.as_dict(private=False)) for e in live]))
+        return cached[2]
 
     def public_jwks(self) -> dict:
         return self.public.as_dict(private=False)

@@ -226,9 +226,11 @@ async def test_private_key_jwt_client_credentials(client, engine):
 # -- signing-key rotation ---------------------------------------------------------------------
 
 
-def test_key_rotation_publishes_both_signs_with_new_and_retires_old(tmp_path):
+def test_key_rotation_publishes_both_signs_with_new_and_retires_old(tmp_path, monkeypatch):
     keys = SigningKeys(generate_private_pem(), tmp_path / "ring.json")
     old_kid = keys.current_signing_key().keys[0].kid
+    # The public set is cached per set of live keys: it must follow a rotation and a retirement.
+    assert [k["kid"] for k in keys.public_jwks()["keys"]] == [old_kid]
     t0 = time.time()
     new_kid, retiring = keys.rotate(now=t0)
     assert retiring == [old_kid] and new_kid != old_kid
@@ -242,6 +244,9 @@ def test_key_rotation_publishes_both_signs_with_new_and_retires_old(tmp_path):
     # After the longest token lifetime the old key is no longer published.
     later = t0 + 2000
     assert [e.key.kid for e in reader._live(later)] == [new_kid]
+    assert sorted(k["kid"] for k in reader.public_jwks()["keys"]) == sorted([old_kid, new_kid])
+    monkeypatch.setattr("hub.oauth.keys.time.time", lambda: later)
+    assert [k["kid"] for k in reader.public_jwks()["keys"]] == [new_kid]
     assert oct(os.stat(tmp_path / "ring.json").st_mode & 0o777) == "0o600"
 
 
