@@ -101,15 +101,17 @@ async def pg_recreate(url: str, drop: bool) -> bool:
         await conn.close()
 
 
+def bench_database(database: str, pg_url: str, work: Path) -> tuple[str, Path]:
+    """The benchmark database's URL and the manifest of what ``prepare`` generated into it."""
+    if database == "sqlite":
+        return f"sqlite+aiosqlite:///{work / 'kinfolio-bench.db'}", work / "sqlite.manifest.json"
+    return pg_url, work / f"{make_url(pg_url).database}.manifest.json"
+
+
 async def prepare(database: str, args: argparse.Namespace, work: Path) -> tuple[str, Manifest]:
     plan = Plan(learners=args.learners, activities_per_learner=args.activities_per_learner, seed=args.seed,
                 heavy_learner_activities=args.heavy_learner_activities, light_learner_activities=100 if args.heavy_learner_activities else 0)
-    if database == "sqlite":
-        url = f"sqlite+aiosqlite:///{work / 'kinfolio-bench.db'}"
-        manifest_path = work / "sqlite.manifest.json"
-    else:
-        url = args.pg_url
-        manifest_path = work / f"{make_url(url).database}.manifest.json"
+    url, manifest_path = bench_database(database, args.pg_url, work)
     wanted = {"learners": plan.learners + (2 if plan.heavy_learner_activities else 0), "seed": plan.seed}
     if manifest_path.exists() and not args.fresh:
         manifest = Manifest.from_json(manifest_path.read_text())

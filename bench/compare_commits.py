@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 from bench import suite
-from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT
+from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
 from bench.http import closed_loop, get_token, graphql_body, post_graphql
 from bench.servers import HOST, hub_server, server_env
 from hub.generate import Manifest
@@ -69,12 +69,7 @@ async def main() -> None:
     p.add_argument("--port", type=int, default=8190)
     args = p.parse_args()
     work = ROOT / "data" / "bench"
-    if args.database == "sqlite":
-        url, manifest_path = f"sqlite+aiosqlite:///{work / 'kinfolio-bench.db'}", work / "sqlite.manifest.json"
-    else:
-        from sqlalchemy.engine import make_url
-
-        url, manifest_path = args.pg_url, work / f"{make_url(args.pg_url).database}.manifest.json"
+    url, manifest_path = bench_database(args.database, args.pg_url, work)
     if not manifest_path.exists():
         raise SystemExit(f"no benchmark data at {manifest_path}: run `make bench` (or python -m bench --only read) first")
     manifest = Manifest.from_json(manifest_path.read_text())

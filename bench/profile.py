@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy.engine import make_url
 
 from bench import suite
-from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT
+from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
 from bench.http import graphql_body
 from hub.app import create_app
 from hub.config import Settings
@@ -45,10 +44,7 @@ async def main() -> None:
     p.add_argument("--rounds", type=int, default=15)
     args = p.parse_args()
     work = ROOT / "data" / "bench"
-    if args.database == "sqlite":
-        url, manifest_path = f"sqlite+aiosqlite:///{work / 'kinfolio-bench.db'}", work / "sqlite.manifest.json"
-    else:
-        url, manifest_path = args.pg_url, work / f"{make_url(args.pg_url).database}.manifest.json"
+    url, manifest_path = bench_database(args.database, args.pg_url, work)
     manifest = Manifest.from_json(manifest_path.read_text())
     settings = Settings(environment="development", database_url=url, issuer="http://127.0.0.1:8150", data_dir=work,
                         signing_key_file=work / "jwt-signing-key.pem", pseudonym_key_hex=PSEUDONYM_KEY_HEX,
