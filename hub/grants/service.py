@@ -17,26 +17,12 @@ from consent.pseudonyms import looks_like_pairwise_id, pairwise_id
 from hub.grants.models import ConsentGrant, LearnerLogHead, LearnerPseudonym
 
 
-def _view(grant: ConsentGrant) -> GrantView:
-    return GrantView(
-        id=grant.id,
-        provider_id=grant.provider_id,
-        learner_id=grant.learner_id,
-        section=grant.section,
-        action=Action(grant.action),
-        granted_at=grant.granted_at,
-        expires_at=grant.expires_at,
-        revoked_at=grant.revoked_at,
-        data_from=grant.data_from,
-        purpose=grant.purpose,
-    )
-
-
 _GRANT_FIELDS = ("id", "provider_id", "learner_id", "section", "action", "granted_at", "expires_at", "revoked_at",
                  "data_from", "purpose")
 
 
-def _view_of_row(row: Any) -> GrantView:
+def _view(row: Any) -> GrantView:
+    """A grant's decision view, from an ORM grant or a plain row with the same column names."""
     return GrantView(**{name: getattr(row, name) for name in _GRANT_FIELDS if name != "action"}, action=Action(row.action))
 
 
@@ -82,7 +68,7 @@ async def resolve_learner(*, session: AsyncSession, provider_id: UUID, pseudonym
     first = rows[0]
     return ResolvedLearner(
         learner_id=first.resolved_id,
-        grants=[_view_of_row(row) for row in rows if row.id is not None],
+        grants=[_view(row) for row in rows if row.id is not None],
         log_head=(first.head_seq, first.head_hash) if first.head_seq is not None else None,
     )
 

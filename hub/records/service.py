@@ -447,17 +447,18 @@ def _single_page_select(spec: PageQuery):  # type: ignore[no-untyped-def]
     return statement
 
 
-async def _single_page_rows(session: AsyncSession, spec: PageQuery, learner_id: UUID) -> list[Any]:
-    return await _core_rows(session, _single_page_select(spec), {**_page_params(spec), "learner_id": learner_id})
+async def _single_page(session: AsyncSession, spec: PageQuery, learner_id: UUID, data_keys: DataKeys | None) -> Page:
+    rows = await _core_rows(session, _single_page_select(spec), {**_page_params(spec), "learner_id": learner_id})
+    return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
+                           data_keys=data_keys)
 
 
 async def count_entries(*, session: AsyncSession, spec: PageQuery, learner_id: UUID) -> int:
     """How many entries the page's filters match for one learner (ignoring the cursor and limit)."""
     unpaged_spec = PageQuery(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, "after": None})
     unpaged = _page_select(unpaged_spec, learner_id).limit(None).order_by(None)
-    params = {name: value for name, value in _page_params(unpaged_spec).items() if name != "page_limit"}
     with session.no_autoflush:
-        return (await session.execute(select(func.count()).select_from(unpaged.subquery()), params)).scalar_one()
+        return (await session.execute(select(func.count()).select_from(unpaged.subquery()), _page_params(unpaged_spec))).scalar_one()
 
 
 def _as_page(spec: PageQuery, rows: list[Any]) -> Page:
@@ -500,9 +501,7 @@ async def list_entries(
     """
     if (spec.own_only, spec.data_from) != (access.own_only, access.data_from):
         raise ValueError("the page spec does not match the consent decision")
-    rows = await _single_page_rows(session, spec, learner_id)
-    return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
-                           data_keys=data_keys)
+    return await _single_page(session, spec, learner_id, data_keys)
 
 
 async def list_pages(
@@ -516,10 +515,7 @@ async def list_pages(
     which has no LATERAL, gets a UNION ALL of the single-learner queries.
     """
     if len(learner_ids) == 1:
-        rows = await _single_page_rows(session, spec, learner_ids[0])
-        pages = {learner_ids[0]: _as_page(spec, rows)}
-        return {i: await open_page(session=session, section=spec.section, learner_id=i, page=p, data_keys=data_keys)
-                for i, p in pages.items()}
+        return {learner_ids[0]: await _single_page(session, spec, learner_ids[0], data_keys)}
     if session.get_bind().dialect.name == "postgresql":
         wanted = bindparam("wanted_ids", list(learner_ids), type_=postgresql.ARRAY(postgresql.UUID(as_uuid=True)))
         ids = func.unnest(wanted).table_valued(column("learner_id", Uuid())).render_derived(name="wanted")
