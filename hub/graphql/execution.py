@@ -217,31 +217,32 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if cached is not None:
             return cached[1]
         grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(object_type, field_details_list)
-        steps: list[PlanStep] | None = [] if not new_defer_usages else None
-        for response_name, sub_details in grouped_field_set.items() if steps is not None else ():
-            node = sub_details[0].node
-            if node.arguments or node.directives or any(d.defer_usage for d in sub_details):
-                steps = None
-                break
-            if node.name.value == "__typename":  # clients such as Apollo ask for it everywhere
-                steps.append(PlanStep(response_name, object_type.name, TYPENAME, False, None, True, None))
-                continue
-            field = object_type.fields.get(node.name.value)
-            plain: PlainField | None = getattr(field, _PLAIN, None) if field is not None else None
-            if plain is None:
-                steps = None
-                break
-            nested = plain.kind in (OBJECT, LIST)
-            sub = self._plan(plain.object_type, sub_details) if nested else None  # type: ignore[arg-type]
-            if nested and sub is None:
-                steps = None
-                break
-            steps.append(PlanStep(response_name, plain.attribute, plain.kind, plain.nullable, plain.serialize,
-                                  plain.item_nullable, sub))
-        plan = tuple(steps) if steps is not None else None
+        steps = [] if new_defer_usages else [
+            self._plan_step(object_type, name, sub_details) for name, sub_details in grouped_field_set.items()
+        ]
+        plan = tuple(steps) if steps and None not in steps else None  # type: ignore[arg-type]
         # The list is kept alive with its plan so that its id cannot be reused (as graphql-core does).
         plans[key] = (field_details_list, plan)
         return plan
+
+    def _plan_step(self, object_type: GraphQLObjectType, response_name: str, sub_details: Any) -> PlanStep | None:
+        """One field of a plan, or None when it needs graphql-core (arguments, directives, @defer,
+        a resolver, or a sub-selection that is not all plain)."""
+        node = sub_details[0].node
+        if node.arguments or node.directives or any(d.defer_usage for d in sub_details):
+            return None
+        if node.name.value == "__typename":  # clients such as Apollo ask for it everywhere
+            return PlanStep(response_name, object_type.name, TYPENAME, False, None, True, None)
+        field = object_type.fields.get(node.name.value)
+        plain: PlainField | None = getattr(field, _PLAIN, None) if field is not None else None
+        if plain is None:
+            return None
+        sub = None
+        if plain.kind in (OBJECT, LIST):
+            sub = self._plan(plain.object_type, sub_details)  # type: ignore[arg-type]
+            if sub is None:
+                return None
+        return PlanStep(response_name, plain.attribute, plain.kind, plain.nullable, plain.serialize, plain.item_nullable, sub)
 
     def _complete_plain_list(
         self, plain: PlainField, field_details_list: Any, path: Path, items: Any, position_context: Any,
