@@ -32,7 +32,7 @@ import httpx
 
 from hub.credentials import vcjwt
 from hub.credentials.trust import TrustedIssuer, origin_of
-from hub.credentials.verify import Check, KeyResolutionError, Resolver, VerificationResult, parse_time
+from hub.credentials.verify import Check, KeyResolutionError, Resolver, VerificationResult, check_issuer_key, parse_time
 
 OB2_CONTEXT = "https://w3id.org/openbadges/v2"
 SIGNED_TYPES = ("signed", "SignedBadge")
@@ -132,19 +132,24 @@ def _verify_signed(token: str, doc: dict[str, Any], resolver: Resolver, now: dat
     if not isinstance(creator, str):
         result.checks.append(Check("issuer key", False, "verification.creator names no key"))
         return result
+    issuer = issuer_of(doc)
     try:
-        key = resolver.key(creator, issuer_of(doc))
+        key = resolver.key(creator, issuer)
     except KeyResolutionError as exc:
         result.checks.append(Check("issuer key", False, str(exc)))
         return result
-    result.checks.append(Check("issuer key", True, f"{creator} (trusted)"))
+    # OB 2.0 §SignedBadge: the creator key must be the issuer's (its CryptographicKey owner is
+    # the issuer Profile); a did:key anyone can mint controls only itself.
+    check_issuer_key(key, issuer, result.checks)
+    if not result.checks[-1].passed:
+        return result
     try:
         vcjwt.verify_signature(token, key.joserfc_key())
     except vcjwt.JwtError as exc:
         result.checks.append(Check("proof", False, str(exc)))
         return result
     result.checks.append(Check("proof", True, f"OB 2.0 JWS by {creator}"))
-    result.credential, result.issuer_id = doc, issuer_of(doc) or key.controller
+    result.credential, result.issuer_id = doc, issuer
     result.checks.append(validity(doc, now))
     if doc.get("revoked") is True:
         result.checks.append(Check("status", False, "the assertion says it is revoked"))

@@ -286,7 +286,7 @@ def _types(credential: dict[str, Any]) -> list[str]:
     return [value] if isinstance(value, str) else [t for t in value if isinstance(t, str)] if isinstance(value, list) else []
 
 
-def _check_issuer_key(key: ResolvedKey, issuer: str | None, checks: list[Check]) -> None:
+def check_issuer_key(key: ResolvedKey, issuer: str | None, checks: list[Check]) -> None:
     # OB 3.0 §8.3 / VC DI §4.2 step "verification method": the key must be the issuer's.
     if issuer is None:
         checks.append(Check("issuer key", False, "credential has no issuer id"))
@@ -330,7 +330,7 @@ def _verify_ldp(document: dict[str, Any], loader: ContextLoader, resolver: Resol
         except KeyResolutionError as exc:
             checks.append(Check("issuer key", False, str(exc)))
             continue
-        _check_issuer_key(key, issuer, checks)
+        check_issuer_key(key, issuer, checks)
         if key.public is None:
             checks.append(Check("proof", False, f"{vm} is not an Ed25519 key"))
             continue
@@ -364,7 +364,7 @@ def _verify_jwt(token: str, resolver: Resolver) -> VerificationResult:
         checks.append(Check("issuer key", False, str(exc)))
         checks.append(Check("proof", False, "no key to verify the JWS with"))
         return result
-    _check_issuer_key(key, issuer_id_of(payload), checks)
+    check_issuer_key(key, issuer_id_of(payload), checks)
     try:
         vcjwt.verify_signature(token, key.joserfc_key())
     except vcjwt.JwtError as exc:

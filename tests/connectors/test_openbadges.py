@@ -23,6 +23,7 @@ from consent import Action
 from hub.credentials.keys import public_key_multibase
 from hub.credentials.models import HeldCredential
 from hub.credentials.service import badge_credential, clr_credential
+from hub.credentials.verify import ResolvedKey
 from hub.db import make_sessionmaker
 from hub.links.service import link_learner
 from hub.records.models import Badge
@@ -58,6 +59,24 @@ async def badge_provider(engine, monkeypatch) -> ProviderClient:  # type: ignore
 
 
 ISSUER_KEY = Ed25519PrivateKey.generate()
+
+
+CLUB_ISSUER = "https://club.example.org/issuer"
+
+
+def _club_key_id() -> str:
+    multibase = public_key_multibase(ISSUER_KEY.public_key())
+    return f"did:key:{multibase}#{multibase}"
+
+
+@pytest.fixture(autouse=True)
+def club_key_trusted(credentials_app):  # type: ignore[no-untyped-def]
+    """The operator trusts ISSUER_KEY as the Robotics Club's key (as a trusted-issuers file would):
+    OB 2.0 §SignedBadge wants the creator key to be the issuer's, not just any key."""
+    credentials_app.state.credential_trusted_keys = [
+        *credentials_app.state.credential_trusted_keys,
+        ResolvedKey(_club_key_id(), CLUB_ISSUER, public=ISSUER_KEY.public_key()),
+    ]
 
 
 def ob2_signed(*, issued: str = "2026-01-02T00:00:00Z", name: str = "Robotics", uid: str = "1") -> str:
@@ -162,6 +181,21 @@ async def test_an_imported_badge_is_exported_once_as_received_and_a_round_trip_a
         held = (await session.execute(select(HeldCredential.kind).order_by(HeldCredential.id))).scalars().all()
     assert badges == 1
     assert held == ["OpenBadgeCredential", "ClrCredential"]
+
+
+async def test_a_signed_ob2_assertion_by_a_key_that_is_not_its_issuers_is_refused(engine, credentials_app, client):
+    provider = await make_provider(engine, "Badge Wallet", ["badges:contribute", "badges:read"])
+    family = await make_family(engine)
+    await grant(engine, family, provider, "badges", Action.CONTRIBUTE)
+    token = await get_token(client, provider)
+    # The key is valid and the signature good, but nobody vouches that it is the club's: anyone can
+    # mint a did:key and name any issuer in the payload.
+    credentials_app.state.credential_trusted_keys = [
+        k for k in credentials_app.state.credential_trusted_keys if k.controller != CLUB_ISSUER]
+    body = (await gql(client, token, IMPORT, {"l": learner_id_for(family, provider), "c": [ob2_signed(uid="9")]})).json()
+    result = body["data"]["importCredentials"]
+    assert result["refused"] == 1 and result["created"] == 0
+    assert any(f"not the issuer {CLUB_ISSUER}" in r for r in result["results"][0]["reasons"]), result
 
 
 async def test_import_credentials_consent_and_limits(engine, credentials_app, client, examples_dir):
