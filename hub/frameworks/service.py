@@ -140,9 +140,18 @@ def _check(validator: Any, kind: str, obj: Any) -> str | None:
         _instant(obj.get("lastChangeDateTime"))
     except ValueError as exc:
         return f"lastChangeDateTime: {exc}"
-    if len(obj["identifier"]) > 255:
-        return "identifier: longer than 255 characters"
+    # CASE 1.1 sets no bound on these; the columns do (hub/frameworks/models.py), and a value that
+    # does not fit must be a reported invalid object, not a database error at flush.
+    for field, limit in _TEXT_LIMITS.items():
+        if isinstance(obj.get(field), str) and len(obj[field]) > limit:
+            return f"{field}: longer than {limit} characters"
+    sequence = obj.get("sequenceNumber")
+    if isinstance(sequence, int) and not -2**31 <= sequence < 2**31:
+        return "sequenceNumber: outside the 32-bit integer range"
     return None
+
+
+_TEXT_LIMITS = {"identifier": 255, "adoptionStatus": 100, "associationType": 100}
 
 
 def _instant(value: Any) -> datetime | None:

@@ -106,14 +106,19 @@ async def test_invalid_items_reported_rest_imported_and_invalid_package_refused(
     package["CFItems"][4]["lastChangeDateTime"] = "last tuesday"
     package["CFItems"][5]["identifier"] = package["CFItems"][6]["identifier"]
     package["CFAssociations"][0]["associationType"] = "isBestFriendOf"
+    # Valid CASE, but more than the columns hold: reported, not a database error (PostgreSQL).
+    package["CFAssociations"][1]["associationType"] = "ext:" + "x" * 200
+    package["CFAssociations"][2]["sequenceNumber"] = 2**40
     result = (await gql(client, token, IMPORT, {"package": package})).json()["data"]["importFramework"]
     problems = {p["path"]: p["reason"] for p in result["invalid"]}
     assert "fullStatement" in problems["CFItems[2]"]
     assert "lastChangeDateTime" in problems["CFItems[4]"]
     assert "duplicate identifier" in problems["CFItems[6]"]
     assert "isBestFriendOf" in problems["CFAssociations[0]"]
-    assert len(problems) == 4
-    assert result["items"]["created"] == 11 and result["associations"]["created"] == 13
+    assert problems["CFAssociations[1]"] == "associationType: longer than 100 characters"
+    assert problems["CFAssociations[2]"] == "sequenceNumber: outside the 32-bit integer range"
+    assert len(problems) == 6
+    assert result["items"]["created"] == 11 and result["associations"]["created"] == 11
 
     for bad, where in ((dict(package, CFDocument={"title": "x"}), "CFDocument"), ({"CFItems": []}, "CFDocument"),
                        (dict(package, CFItems="nope"), "CFItems"), ([1, 2], "$")):
