@@ -245,7 +245,13 @@ class CredentialKeys:
                 "assertionMethod": [m["id"] for m in methods]}
 
     def public_keys(self) -> dict[str, dict[str, Any]]:
-        """Every published key by its verification method id (= VC-JWT kid)."""
+        """Every published key by its verification method id (= VC-JWT kid); read-only."""
+        return self._public_keys
+
+    @cached_property
+    def _public_keys(self) -> dict[str, dict[str, Any]]:
+        # Built once per key ring: the verifier looks keys up for every credential it checks
+        # (each one embedded in a CLR too), and building the JWKs re-exports every key.
         return {k["kid"]: k for k in self.jwks()["keys"]}
 
 
@@ -277,13 +283,17 @@ def issuer_id_for(settings: Settings) -> str:
 def _private_key(pem: str | None, file: Path | None, resolved_file: Path, settings: Settings,
                  generate: Any) -> Any:
     """A PEM setting, else the key file (required in production), else one generated on first use."""
-    if pem:
-        data = pem.encode()
-    elif file or settings.environment == "production":
-        data = resolved_file.read_bytes()
-    else:
-        data = read_or_create(resolved_file, generate)
-    return serialization.load_pem_private_key(data, password=None)
+    source = "the PEM setting" if pem else str(resolved_file)
+    try:
+        if pem:
+            data = pem.encode()
+        elif file or settings.environment == "production":
+            data = resolved_file.read_bytes()
+        else:
+            data = read_or_create(resolved_file, generate)
+        return serialization.load_pem_private_key(data, password=None)
+    except (OSError, ValueError, TypeError) as exc:  # missing file, not PEM, encrypted: a configuration error
+        raise KeyFormatError(f"credential signing key from {source}: {exc}") from exc
 
 
 def load_issuer_key(settings: Settings) -> IssuerKey:

@@ -307,3 +307,14 @@ async def test_family_deleting_a_providers_badges_revokes_their_credentials(engi
     else:
         assert sorted(r[0] for r in rows) == sorted(badge_ids) and all(r[1] is None for r in rows)
         assert all(r.ok for r in results)
+
+
+def test_an_unreadable_signing_key_is_a_configuration_error_not_a_crash(cred_settings, tmp_path):  # type: ignore[no-untyped-def]
+    from hub.credentials.service import CredentialsNotConfigured, kit_from_settings
+
+    not_pem = tmp_path / "rsa.pem"
+    not_pem.write_text("not a key")
+    for update, where in (({"credential_key_pem": None, "credential_key_file": tmp_path / "missing.pem"}, "missing.pem"),
+                          ({"credential_rsa_key_file": not_pem}, "rsa.pem")):
+        with pytest.raises(CredentialsNotConfigured, match=f"credential signing key from .*{where}"):
+            kit_from_settings(cred_settings.model_copy(update=update))
