@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.clitools import fail as _fail
 from hub.config import get_settings
 from hub.db import make_engine, make_sessionmaker
 
@@ -19,11 +20,6 @@ sync_app.add_typer(dead_app, name="dead-letters")
 queue_app = typer.Typer(help="The scale-out runner: sync jobs on a PostgreSQL job queue (Procrastinate).", no_args_is_help=True)
 
 EXIT_BUSY = 3
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=code)
 
 
 def _with_sessions(work):  # type: ignore[no-untyped-def]

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action
-from consent.sections import UnknownSection, catalogue
+from consent.sections import catalogue
 from hub.config import control_policy, get_settings, key_ring, pseudonym_key
+from hub.clitools import fail as _fail
+from hub.clitools import in_transaction as _in_transaction
 from hub.db import make_engine, make_sessionmaker
 
 app = typer.Typer(help="Kinfolio learner record hub.", no_args_is_help=True, add_completion=False)
@@ -44,32 +45,7 @@ for sub, name in [(db_app, "db"), (guardian_app, "guardian"), (learner_app, "lea
                   (entries_app, "entries"), (retention_app, "retention"), (keys_app, "keys")]:
     app.add_typer(sub, name=name)
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
-
-
-def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` in one transaction against the configured database."""
-
-    async def run() -> T:
-        settings = get_settings()
-        engine = make_engine(settings.resolved_database_url)
-        try:
-            async with make_sessionmaker(engine)() as session, session.begin():
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(run())
-    except (ValueError, LookupError, UnknownSection, OSError) as exc:
-        _fail(str(exc))
-        raise  # unreachable
 
 
 def _parse_uuid(value: str, what: str) -> UUID:

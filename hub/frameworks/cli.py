@@ -12,17 +12,13 @@ from typing import Annotated
 
 import typer
 
+from hub.clitools import fail, in_transaction
 from hub.config import get_settings
-from hub.db import make_engine, make_sessionmaker, utcnow
+from hub.db import utcnow
 from hub.frameworks import service
 from hub.frameworks.source import SourceError, read_package
 
 frameworks_app = typer.Typer(help="CASE competency frameworks (CFPackages) that skills align to.", no_args_is_help=True)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 @frameworks_app.command("import")
@@ -32,22 +28,13 @@ def import_(
 ) -> None:
     """Import (or update) one framework; invalid items are reported and left out."""
 
-    async def run() -> service.ImportResult:
-        settings = get_settings()
-        package = await read_package(source)
-        engine = make_engine(settings.resolved_database_url)
-        try:
-            async with make_sessionmaker(engine)() as session, session.begin():
-                return await service.import_package(session=session, package=package,
-                                                    schemas_dir=settings.case_schemas_dir, now=utcnow())
-        finally:
-            await engine.dispose()
-
     try:
-        result = asyncio.run(run())
-    except (SourceError, service.PackageInvalid, service.FrameworksNotConfigured) as exc:
-        _fail(str(exc))
-        raise  # unreachable
+        package = asyncio.run(read_package(source))
+        settings = get_settings()
+        result = in_transaction(lambda session: service.import_package(
+            session=session, package=package, schemas_dir=settings.case_schemas_dir, now=utcnow()))
+    except (SourceError, service.FrameworksNotConfigured) as exc:  # PackageInvalid is a ValueError
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
         return
@@ -62,15 +49,7 @@ def import_(
 def list_() -> None:
     """The imported frameworks, one JSON object per line."""
 
-    async def run() -> list[service.DocumentSummary]:
-        engine = make_engine(get_settings().resolved_database_url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                return await service.list_documents(session)
-        finally:
-            await engine.dispose()
-
-    for doc in asyncio.run(run()):
+    for doc in in_transaction(service.list_documents):
         typer.echo(json.dumps({
             "identifier": doc.identifier, "uri": doc.uri, "title": doc.title, "creator": doc.creator,
             "adoptionStatus": doc.adoption_status, "items": doc.items, "associations": doc.associations,
