@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -20,7 +22,7 @@ from hub.people.service import create_guardian
 from hub.roster.models import GuardianInvitation
 from hub.roster.service import accept_invitation
 from tests.connectors.helpers import SECRET_ENV, asgi_http, create, instance_config
-from tests.factories import Family, grant, make_family, make_provider
+from tests.factories import Family, get_token, gql, grant, learner_id_for, make_family, make_provider
 
 pytestmark = pytest.mark.samples
 
@@ -274,15 +276,38 @@ query($id: ID!) { learner(id: $id) {
   skills(first: 50) { nodes { sourceId proficiency } } } }"""
 
 
-async def test_delta_tobedeleted_retracts_enrollment_and_result(engine, app, monkeypatch, samples_dir, tmp_path, client):
-    from tests.factories import get_token, gql
+GONE_ENROLLMENT, GONE_RESULT = "enr-s-222-12345-985321", "r-1"  # both mmichel's
+ENROLLMENT_ID, RESULT_ID = f"oneroster:enrollment:{GONE_ENROLLMENT}", f"oneroster:result:{GONE_RESULT}"
 
+
+@dataclass
+class Setup:
+    folder: Path
+    provider: Any
+    families: dict[str, Family]
+    token: str
+    client: Any
+
+    async def record(self, sid: str) -> tuple[set[str], set[str]]:
+        """What the provider reads back over GraphQL: (pathways sourceIds, skills sourceIds)."""
+        body = (await gql(self.client, self.token, RECORD, {"id": learner_id_for(self.families[sid], self.provider)})).json()
+        assert "errors" not in body, body
+        learner = body["data"]["learner"]
+        return ({n["sourceId"] for n in learner["pathways"]["nodes"]}, {n["sourceId"] for n in learner["skills"]["nodes"]})
+
+    async def records(self) -> dict[str, tuple[set[str], set[str]]]:
+        return {sid: await self.record(sid) for sid in self.families}
+
+
+async def _imported(engine, app, monkeypatch, samples_dir, tmp_path, client, **source: Any) -> Setup:  # type: ignore[no-untyped-def]
+    """The minimal sample set plus a gradebook, imported in bulk with mmichel's and Anna's consent:
+    mmichel has two enrollments and result r-1, Anna result r-2 (4 entries)."""
     folder = _sample_copy(samples_dir, tmp_path, MINIMAL)
     _add_gradebook_and_demographics(folder)
     provider = await make_provider(engine, "District SIS", ["pathways:contribute", "skills:contribute",
                                                             "pathways:read", "skills:read"])
     monkeypatch.setenv(SECRET_ENV, provider.client_secret)
-    await create(engine, "sis", "oneroster-csv", instance_config(provider, {"path": str(folder)}))
+    await create(engine, "sis", "oneroster-csv", instance_config(provider, {"path": str(folder), **source}))
     sessions = make_sessionmaker(engine)
     async with asgi_http(app) as http:
         await run_instance(sessions=sessions, name="sis", http=http)  # roster: learners and links
@@ -295,22 +320,17 @@ async def test_delta_tobedeleted_retracts_enrollment_and_result(engine, app, mon
         families[sid] = family
     async with asgi_http(app) as http:
         bulk = await run_instance(sessions=sessions, name="sis", http=http, full=True)
-    assert (bulk.report.created, dict(bulk.report.refused)) == (4, {}), bulk.report.details
+    assert (bulk.report.created, bulk.report.retracted, dict(bulk.report.refused)) == (4, 0, {}), bulk.report.details
+    setup = Setup(folder, provider, families, await get_token(client, provider), client)
+    assert ENROLLMENT_ID in (await setup.record(MMICHEL))[0] and RESULT_ID in (await setup.record(MMICHEL))[1]
+    return setup
 
-    token = await get_token(client, provider)
 
-    async def record(sid: str) -> tuple[set[str], set[str]]:
-        from tests.factories import learner_id_for
-
-        body = (await gql(client, token, RECORD, {"id": learner_id_for(families[sid], provider)})).json()
-        assert "errors" not in body, body
-        learner = body["data"]["learner"]
-        return ({n["sourceId"] for n in learner["pathways"]["nodes"]}, {n["sourceId"] for n in learner["skills"]["nodes"]})
-
-    before = {sid: await record(sid) for sid in families}
-    gone_enrollment, gone_result = "enr-s-222-12345-985321", "r-1"
-    assert f"oneroster:enrollment:{gone_enrollment}" in before[MMICHEL][0]
-    assert f"oneroster:result:{gone_result}" in before[MMICHEL][1]
+async def test_delta_tobedeleted_retracts_enrollment_and_result(engine, app, monkeypatch, samples_dir, tmp_path, client):
+    setup = await _imported(engine, app, monkeypatch, samples_dir, tmp_path, client)
+    folder, sessions = setup.folder, make_sessionmaker(engine)
+    before = await setup.records()
+    gone_enrollment, gone_result = GONE_ENROLLMENT, GONE_RESULT
 
     # A delta drop: one enrollment and one result of mmichel tobedeleted, plus a row for an
     # entry that was never stored (unchanged, not an error).
@@ -334,11 +354,11 @@ async def test_delta_tobedeleted_retracts_enrollment_and_result(engine, app, mon
     r = delta.report
     assert delta.status == "succeeded", delta.error
     assert (r.read, r.created, r.updated, r.retracted, r.unchanged, r.invalid) == (3, 0, 0, 2, 1, 0), r.details
-    after = {sid: await record(sid) for sid in families}
+    after = await setup.records()
     assert after[MMICHEL] == (before[MMICHEL][0] - {f"oneroster:enrollment:{gone_enrollment}"},
                               before[MMICHEL][1] - {f"oneroster:result:{gone_result}"})
     assert after[ANNA] == before[ANNA]  # the rest untouched
     # The second run of the same delta changes nothing.
     a = again.report
     assert (a.read, a.created, a.updated, a.retracted, a.unchanged, a.invalid) == (3, 0, 0, 0, 3, 0), a.details
-    assert {sid: await record(sid) for sid in families} == after
+    assert await setup.records() == after

@@ -7,7 +7,6 @@ this instance's drops listed, only once the whole drop was committed, and never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,67 +14,16 @@ import pytest
 from sqlalchemy import select
 
 from connectors.runtime import Sync, run_instance
-from consent import Action
 from hub.db import make_sessionmaker
 from hub.roster.models import OneRosterRecord
-from tests.connectors.helpers import SECRET_ENV, asgi_http, create, instance_config
+from tests.connectors.helpers import asgi_http
 from tests.connectors.test_oneroster import (
-    ANNA, MINIMAL, MMICHEL, RECORD, _add_gradebook_and_demographics, _learner_of, _manifest, _sample_copy,
+    ANNA, ENROLLMENT_ID, GONE_ENROLLMENT, GONE_RESULT, MINIMAL, MMICHEL, RESULT_ID, _add_gradebook_and_demographics,
+    _imported, _manifest, _sample_copy,
 )
 from tests.connectors.test_cli_schedule_lease import kinfolio  # noqa: F401  (fixture)
-from tests.factories import Family, gql, get_token, grant, learner_id_for, make_provider
 
 pytestmark = pytest.mark.samples
-
-GONE_ENROLLMENT, GONE_RESULT = "enr-s-222-12345-985321", "r-1"  # both mmichel's
-ENROLLMENT_ID, RESULT_ID = f"oneroster:enrollment:{GONE_ENROLLMENT}", f"oneroster:result:{GONE_RESULT}"
-
-
-@dataclass
-class Setup:
-    folder: Path
-    provider: Any
-    families: dict[str, Family]
-    token: str
-    client: Any
-
-    async def record(self, sid: str) -> tuple[set[str], set[str]]:
-        """What the provider reads back over GraphQL: (pathways sourceIds, skills sourceIds)."""
-        body = (await gql(self.client, self.token, RECORD, {"id": learner_id_for(self.families[sid], self.provider)})).json()
-        assert "errors" not in body, body
-        learner = body["data"]["learner"]
-        return ({n["sourceId"] for n in learner["pathways"]["nodes"]}, {n["sourceId"] for n in learner["skills"]["nodes"]})
-
-    async def records(self) -> dict[str, tuple[set[str], set[str]]]:
-        return {sid: await self.record(sid) for sid in self.families}
-
-
-async def _imported(engine, app, monkeypatch, samples_dir, tmp_path, client, **source: Any) -> Setup:  # type: ignore[no-untyped-def]
-    """The minimal sample set plus a gradebook, imported in bulk with mmichel's and Anna's consent:
-    mmichel has two enrollments and result r-1, Anna result r-2 (4 entries)."""
-    folder = _sample_copy(samples_dir, tmp_path, MINIMAL)
-    _add_gradebook_and_demographics(folder)
-    provider = await make_provider(engine, "District SIS", ["pathways:contribute", "skills:contribute",
-                                                            "pathways:read", "skills:read"])
-    monkeypatch.setenv(SECRET_ENV, provider.client_secret)
-    await create(engine, "sis", "oneroster-csv", instance_config(provider, {"path": str(folder), **source}))
-    sessions = make_sessionmaker(engine)
-    async with asgi_http(app) as http:
-        await run_instance(sessions=sessions, name="sis", http=http)  # roster: learners and links
-    families = {}
-    for sid in (MMICHEL, ANNA):
-        family = Family(guardian_id=None, learner_id=await _learner_of(engine, provider, sid))  # type: ignore[arg-type]
-        for section in ("pathways", "skills"):
-            for action in Action:
-                await grant(engine, family, provider, section, action)
-        families[sid] = family
-    async with asgi_http(app) as http:
-        bulk = await run_instance(sessions=sessions, name="sis", http=http, full=True)
-    assert (bulk.report.created, bulk.report.retracted, dict(bulk.report.refused)) == (4, 0, {}), bulk.report.details
-    setup = Setup(folder, provider, families, await get_token(client, provider), client)
-    assert ENROLLMENT_ID in (await setup.record(MMICHEL))[0] and RESULT_ID in (await setup.record(MMICHEL))[1]
-    return setup
-
 
 def _drop_rows(path: Path, *sourced_ids: str) -> None:
     lines = path.read_text().splitlines()
