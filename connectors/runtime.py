@@ -171,27 +171,42 @@ class Sync:
             self._tally_framework(pending, await self.hub.import_framework(op.package), dead)
         return result
 
-    async def _retract(self, retracts: list[Retract] | list[Withdrawal]) -> None:
-        """``retractOwnEntries`` per section, ``batch_size`` ids per call (decided per learner)."""
+    async def _retract(self, retracts: list[Retract] | list[Withdrawal]) -> set[tuple[str, str]]:
+        """``retractOwnEntries`` per section, ``batch_size`` ids per call (decided per learner).
+
+        Returns the (section, sourceId) pairs of calls in which consent refused some ids: the answer
+        counts refusals but does not name them, so the whole call's ids count as not done.
+        """
         report = self.report
         by_section: dict[str, list[str]] = defaultdict(list)
         for op in retracts:
             by_section[op.section].append(op.source_id)
+        refused: set[tuple[str, str]] = set()
         for section, section_ids in by_section.items():
             ids = list(dict.fromkeys(section_ids))
             for start in range(0, len(ids), self.config.batch_size):
-                answer = await self.hub.retract(section, ids[start : start + self.config.batch_size])
+                batch = ids[start : start + self.config.batch_size]
+                answer = await self.hub.retract(section, batch)
                 report.retracted += answer["retracted"]
                 # Nothing live to withdraw (never stored, or withdrawn by an earlier run): unchanged.
                 report.unchanged += answer["received"] - answer["retracted"] - answer["refused"]
                 if answer["refused"]:
                     report.refused["retraction_refused"] += answer["refused"]
+                    refused.update((section, source_id) for source_id in batch)
+        return refused
 
-    async def withdraw(self, withdrawals: list[Withdrawal]) -> None:
-        """Withdraw entries whose source records are gone; each is listed in the details."""
-        await self._retract(withdrawals)
+    async def withdraw(self, withdrawals: list[Withdrawal]) -> list[Withdrawal]:
+        """Withdraw entries whose source records are gone; each is listed in the details. Returns
+        the ones done: a withdrawal consent refused stays owed, and the next run tries it again."""
+        refused = await self._retract(withdrawals)
+        done = []
         for item in withdrawals:
-            self.report.problem("withdrawn", item.ref, item.reason)
+            if (item.section, item.source_id) in refused:
+                self.report.problem("withdrawal refused", item.ref, f"{item.reason}; owed, tried again by the next run")
+            else:
+                self.report.problem("withdrawn", item.ref, item.reason)
+                done.append(item)
+        return done
 
     def _tally_framework(self, pending, outcome, dead) -> None:  # type: ignore[no-untyped-def]
         """A CFPackage counts its document, items and associations; invalid items are reported
@@ -389,8 +404,8 @@ async def run_instance(
         owed = await sync.connector.withdrawals(sessions=sessions, instance_name=name, report=sync.report,
                                                 allow_mass_withdrawal=allow_mass_withdrawal)
         if owed:
-            await sync.withdraw(owed)
-            await sync.connector.withdrawn(sessions=sessions, instance_name=name, withdrawals=owed)
+            done = await sync.withdraw(owed)
+            await sync.connector.withdrawn(sessions=sessions, instance_name=name, withdrawals=done)
             await state.commit_page(
                 sessions=sessions, name=name, owner=owner, lease_seconds=config.lease_seconds, cursor=None,
                 run_id=run_id, report=sync.report.as_dict(), dead_letters=[], advance_cursor=False,

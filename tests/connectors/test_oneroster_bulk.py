@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from connectors.runtime import Sync, run_instance
+from consent import Action
 from hub.db import make_sessionmaker
 from hub.roster.models import OneRosterRecord
 from tests.connectors.helpers import asgi_http
@@ -22,6 +23,7 @@ from tests.connectors.test_oneroster import (
     _imported, _manifest, _sample_copy,
 )
 from tests.connectors.test_cli_schedule_lease import kinfolio  # noqa: F401  (fixture)
+from tests.factories import grant, revoke
 
 pytestmark = pytest.mark.samples
 
@@ -70,6 +72,27 @@ async def test_bulk_drop_withdraws_exactly_what_it_leaves_out(engine, app, monke
     back = await _run(engine, app)
     assert (back.report.created + back.report.updated, back.report.retracted) == (1, 0), back.report.as_dict()
     assert RESULT_ID in (await s.record(MMICHEL))[1]
+
+
+async def test_a_withdrawal_consent_refuses_stays_owed_and_is_retried(engine, app, monkeypatch, samples_dir, tmp_path, client):
+    s = await _imported(engine, app, monkeypatch, samples_dir, tmp_path, client)
+    await revoke(engine, s.families[MMICHEL], s.provider, "pathways")
+    _drop_rows(s.folder / "enrollments.csv", GONE_ENROLLMENT)
+    refused = await _run(engine, app)
+    r = refused.report
+    assert refused.status == "succeeded", refused.error
+    assert r.refused["retraction_refused"] >= 1 and _withdrawn(r) == {}, r.details
+    assert any(d["kind"] == "withdrawal refused" and GONE_ENROLLMENT in d["reason"] for d in r.details), r.details
+    async with make_sessionmaker(engine)() as session:
+        marked = (await session.execute(select(OneRosterRecord.sourced_id).where(
+            OneRosterRecord.withdrawn_at.is_not(None)))).scalars().all()
+    assert marked == []  # still owed
+
+    for action in Action:  # consent back: the next run withdraws it
+        await grant(engine, s.families[MMICHEL], s.provider, "pathways", action)
+    retried = await _run(engine, app, full=True)
+    assert _withdrawn(retried.report) == {GONE_ENROLLMENT: "enrollments.csv"}, retried.report.details
+    assert ENROLLMENT_ID not in (await s.record(MMICHEL))[0]
 
 
 async def test_bulk_enrollments_never_touch_results_and_delta_never_withdraws(
