@@ -249,7 +249,7 @@ class OneRosterCsvConnector(Connector):
                 report.held["mass_withdrawal"] += len(absent)
                 report.problem("held", ref, f"the bulk file leaves out {len(absent)} of this instance's {len(live)} live "
                                f"{entity} ({len(absent) / len(live):.0%}, over max_withdrawal_fraction {limit:.0%}): "
-                               "nothing withdrawn; if the export is complete, run with --allow-mass-withdrawal")
+                               "nothing withdrawn; if the export is complete, `kinfolio sync run NAME --allow-mass-withdrawal` (or allow_mass_withdrawal in the source config)")
                 continue
             owed += [Withdrawal(ref, f"absent from the bulk {entity}.csv: sourcedId {sid}", section, f"oneroster:{kind}:{sid}")
                      for sid in absent]
