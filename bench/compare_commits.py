@@ -1,12 +1,14 @@
-"""Server-side A/B of the profile read between this checkout and another (``python -m bench.compare_commits``).
+"""Server-side A/B of the profile read (or of ingest) between this checkout and another
+(``python -m bench.compare_commits``).
 
     git worktree add ../kinfolio-base <commit>
-    python -m bench.compare_commits ../kinfolio-base [--database sqlite|postgres] [--rounds 5] [--seconds 4]
+    python -m bench.compare_commits ../kinfolio-base [--what read|ingest] [--database sqlite|postgres] [--rounds 5]
 
 Starts the hub (uvicorn, one worker) from each checkout in turn, on the database and manifest a
-previous ``make bench`` generated under data/bench/, and measures the profile read with one
-client: p50 latency and the server process's CPU time per request (from /proc, so the client's
-and the database server's CPU are not counted). Rounds alternate the two checkouts so that both
+previous ``make bench`` generated under data/bench/, and measures with one client: for ``read``
+the profile read (``--seconds`` per round), for ``ingest`` ``--batches`` new ``recordActivities``
+batches of 1,000; p50 latency and the server process's CPU time per request (from /proc, so the
+client's and the database server's CPU are not counted). Rounds alternate the two checkouts so that both
 see the same machine; medians and their ratio are printed. This machine's speed drifts by ±30 %
 within minutes, so only the ratio of interleaved rounds carries over (BENCHMARKS.md).
 """
@@ -18,6 +20,7 @@ import asyncio
 import os
 import statistics
 import subprocess
+import uuid
 from pathlib import Path
 
 from bench import suite
@@ -37,24 +40,43 @@ def _process_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-async def _measure(checkout: Path, url: str, manifest: Manifest, port: int, seconds: float) -> tuple[float, float]:
+def _workload(what: str, manifest: Manifest, batches: int) -> tuple[list[bytes], str]:
+    """Request bodies and the mutation/query field that answers them."""
+    if what == "read":
+        return [graphql_body(suite.PROFILE_QUERY, {"id": p}) for p in manifest.sample_learners[8:]], "learner"
+    tag = uuid.uuid4().hex[:8]  # new source ids every round: each batch is 1,000 inserts
+    learners = manifest.sample_learners[:8]
+    return [graphql_body(suite.INGEST_MUTATION, {"id": learners[i % len(learners)],
+                                                 "items": suite._activity_items(f"ab-{tag}-{i}", 1000, i)})
+            for i in range(batches)], "recordActivities"
+
+
+async def _measure(checkout: Path, url: str, manifest: Manifest, port: int, args: argparse.Namespace) -> tuple[float, float]:
     work = ROOT / "data" / "bench"
     env = server_env(database_url=url, data_dir=work, issuer_port=port, pseudonym_key_hex=PSEUDONYM_KEY_HEX)
-    bodies = [graphql_body(suite.PROFILE_QUERY, {"id": p}) for p in manifest.sample_learners[8:]]
+    warm_up, _ = _workload(args.what, manifest, 2)
+    bodies, field = _workload(args.what, manifest, args.batches)
     # `python -m uvicorn` puts its working directory first on sys.path: hub/ comes from that checkout.
     async with hub_server(port, env, log=work / "server-compare.log", cwd=checkout) as proc:
         client = manifest.providers[0]
         token = await get_token(HOST, port, client.client_id, client.client_secret)
 
-        async def send(conn, i):  # type: ignore[no-untyped-def]
-            out = await post_graphql(conn, token, bodies[i % len(bodies)])
-            if "errors" in out:
-                raise RuntimeError(f"read failed: {str(out)[:300]}")
-            return True
+        def sender(bodies: list[bytes]):  # type: ignore[no-untyped-def]
+            async def send(conn, i):  # type: ignore[no-untyped-def]
+                out = await post_graphql(conn, token, bodies[i % len(bodies)])
+                if "errors" in out or not out["data"][field]:
+                    raise RuntimeError(f"{args.what} failed: {str(out)[:300]}")
+                return True
+            return send
 
-        await closed_loop(HOST, port, 2, duration=1.0, send=send)  # warm-up: connections, caches
+        # Warm-up: connections, caches, prepared statements.
+        await closed_loop(HOST, port, 1, requests=len(warm_up) if args.what == "ingest" else None,
+                          duration=None if args.what == "ingest" else 1.0, send=sender(warm_up))
         cpu0 = _process_cpu_seconds(proc.pid)
-        result = await closed_loop(HOST, port, 1, duration=seconds, send=send)
+        if args.what == "ingest":
+            result = await closed_loop(HOST, port, 1, requests=len(bodies), send=sender(bodies))
+        else:
+            result = await closed_loop(HOST, port, 1, duration=args.seconds, send=sender(bodies))
         cpu = _process_cpu_seconds(proc.pid) - cpu0
     return result.p50_ms, cpu / len(result.latencies) * 1000
 
@@ -67,6 +89,8 @@ async def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--port", type=int, default=8190)
+    p.add_argument("--what", choices=["read", "ingest"], default="read")
+    p.add_argument("--batches", type=int, default=10, help="ingest: batches of 1,000 per round")
     args = p.parse_args()
     work = ROOT / "data" / "bench"
     url, manifest_path = bench_database(args.database, args.pg_url, work)
@@ -77,15 +101,15 @@ async def main() -> None:
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name in checkouts}
     for round_ in range(args.rounds):
         for name, checkout in checkouts.items():
-            p50, cpu = await _measure(checkout, url, manifest, args.port, args.seconds)
+            p50, cpu = await _measure(checkout, url, manifest, args.port, args)
             figures[name].append((p50, cpu))
-            print(f"round {round_ + 1} {name:4} p50 {p50:6.2f} ms  server CPU {cpu:6.2f} ms/request", flush=True)
+            print(f"round {round_ + 1} {name:4} p50 {p50:6.2f} ms  server CPU {cpu:6.2f} ms/request ({args.what})", flush=True)
     medians = {name: (statistics.median(f[0] for f in rows), statistics.median(f[1] for f in rows))
                for name, rows in figures.items()}
     for name, (p50, cpu) in medians.items():
         print(f"median {name:4} ({checkouts[name]}): p50 {p50:.2f} ms, server CPU {cpu:.2f} ms/request")
     print(f"this/base: p50 {medians['this'][0] / medians['base'][0]:.2f}, "
-          f"server CPU {medians['this'][1] / medians['base'][1]:.2f} ({args.database}, {args.rounds} interleaved rounds)")
+          f"server CPU {medians['this'][1] / medians['base'][1]:.2f} ({args.what}, {args.database}, {args.rounds} interleaved rounds)")
 
 
 if __name__ == "__main__":

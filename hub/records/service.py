@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
-from sqlalchemy import BigInteger, Integer, String, Uuid, text, and_, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
+from sqlalchemy import BigInteger, Integer, String, Uuid, text, and_, literal, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -169,11 +169,31 @@ def _open_entry(section: str, spec: EntrySpec, row: SectionEntry, key: DataKey |
 
 
 def _canonical(entry: record_schemas.BaseModel) -> bytes:
+    """The entry's content as pydantic's serialiser writes it (fields in declaration order, nulls
+    included): fixed for a given model, and a third of the cost of the sorted ``json.dumps`` of
+    ``model_dump`` it replaced (BENCHMARKS.md, ingest)."""
+    return entry.model_dump_json().encode()
+
+
+def _legacy_canonical(entry: record_schemas.BaseModel) -> bytes:
+    # Fingerprints stored before 2026-11-23 were taken over this form; they still match, so a
+    # re-send of an older entry stays "unchanged" (see _fingerprint_matches).
     return json.dumps(entry.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
 
 
+def _fingerprint(entry: record_schemas.BaseModel, key: DataKey | None, *, legacy: bool = False) -> str:
+    """The stored content hash: SHA-256, or keyed under the learner's data key for sealed sections
+    (a plain hash of low-entropy content would leak it)."""
+    canonical = _legacy_canonical(entry) if legacy else _canonical(entry)
+    return key.digest(canonical) if key is not None else hashlib.sha256(canonical).hexdigest()
+
+
+def _fingerprint_matches(stored: str, digest: str, entry: record_schemas.BaseModel, key: DataKey | None) -> bool:
+    return stored == digest or stored == _fingerprint(entry, key, legacy=True)
+
+
 def content_hash(entry: record_schemas.BaseModel) -> str:
-    return hashlib.sha256(_canonical(entry)).hexdigest()
+    return _fingerprint(entry, None)
 
 
 async def contribute_entries(
@@ -228,7 +248,7 @@ async def contribute_entries(
     updates: list[dict[str, Any]] = []
     unchanged = 0
     for source_id, entry in by_source.items():
-        digest = key.digest(_canonical(entry)) if key is not None else content_hash(entry)
+        digest = _fingerprint(entry, key)
         if source_id not in known:
             inserts.append(
                 {
@@ -241,7 +261,7 @@ async def contribute_entries(
                     **to_row(entry),
                 }
             )
-        elif known[source_id][1] != digest or known[source_id][2]:
+        elif known[source_id][2] or not _fingerprint_matches(known[source_id][1], digest, entry, key):
             # Changed content, or re-sent after a retraction (which restores the entry).
             updates.append({
                 "id": known[source_id][0], "source_id": source_id, "content_hash": digest, "updated_at": now,
@@ -253,6 +273,8 @@ async def contribute_entries(
         # The high-volume path: rows and their change-feed rows in one statement (unnest arrays).
         await _insert_activities_with_changes(session, inserts, learner_id, provider_id, now)
     elif inserts:
+        # SQLite: the change-feed rows come from the rows themselves (_log_created_after).
+        after_id = await _max_id(session, model) if session.get_bind().dialect.name == "sqlite" else None
         if model is SectionEntry:
             # Low-volume generic sections: the ORM maps `section_name` to its column.
             await session.execute(insert(model), inserts)
@@ -261,9 +283,12 @@ async def contribute_entries(
             # small prepared statement. The ORM-enabled form rendered one INSERT with 1,000 VALUES
             # tuples (19,000 parameters) on asyncpg, which cost PostgreSQL ingest 4-5x (BENCHMARKS.md).
             await session.execute(insert(model.__table__), inserts)
-        created = await _ids_of(session, model, section, learner_id, provider_id, [row["source_id"] for row in inserts])
-        await log_changes(session=session, section=section, learner_id=learner_id, provider_id=provider_id,
-                          entries=created, op="created", now=now)
+        if after_id is not None:
+            await _log_created_after(session, model, section, learner_id, provider_id, after_id, now)
+        else:
+            created = await _ids_of(session, model, section, learner_id, provider_id, [row["source_id"] for row in inserts])
+            await log_changes(session=session, section=section, learner_id=learner_id, provider_id=provider_id,
+                              entries=created, op="created", now=now)
     if updates:
         await session.execute(update(model), updates)  # ORM bulk UPDATE by primary key
         await log_changes(session=session, section=section, learner_id=learner_id, provider_id=provider_id,
@@ -292,6 +317,31 @@ async def _insert_activities_with_changes(
     )
     params = unnest_params(rows, names, "c")
     await session.execute(statement, {**params, "learner_id": learner_id, "provider_id": provider_id, "now": now})
+
+
+async def _max_id(session: AsyncSession, model: Any) -> int:
+    return (await session.execute(select(func.coalesce(func.max(model.id), 0)))).scalar_one()
+
+
+async def _log_created_after(
+    session: AsyncSession, model: Any, section: str, learner_id: UUID, provider_id: UUID, after_id: int, now: datetime,
+) -> None:
+    """SQLite: the change-feed rows of the entries just inserted, in one INSERT ... SELECT.
+
+    A SQLite writer holds the database's write lock from BEGIN IMMEDIATE to commit, and a new
+    rowid is one more than the largest in the table, so this learner's rows from this provider
+    with an id above ``after_id`` (the largest id before the insert) are exactly the ones this
+    call inserted. Replaces an id lookup of the batch's source ids and an executemany of the
+    change rows (BENCHMARKS.md, ingest). PostgreSQL writers run concurrently: not used there.
+    """
+    changes = RecordChange.__table__
+    rows = select(
+        model.learner_id, model.provider_id, literal(section, String()), model.id, model.source_id,
+        literal("created", String()), literal(now, changes.c.at.type),
+    ).where(model.id > after_id, model.learner_id == learner_id, model.provider_id == provider_id,
+            *section_clause(section))
+    await session.execute(insert(changes).from_select(
+        ["learner_id", "provider_id", "section", "entry_id", "source_id", "op", "at"], rows))
 
 
 async def _ids_of(

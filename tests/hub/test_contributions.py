@@ -61,6 +61,31 @@ async def test_same_batch_twice_stores_once_and_says_so(client, engine, setup):
     assert await _count(engine, Activity) == 50
 
 
+async def test_fingerprints_stored_in_the_earlier_form_still_match(client, engine, setup):
+    """Entries stored before the fingerprint moved to pydantic's JSON keep their sorted-json.dumps
+    hash: a re-send is still unchanged, a real change still updates."""
+    import hashlib
+    import json
+
+    from schemas.records import SECTION_INPUTS
+
+    _, _, token = setup
+    items = [activity(n) for n in range(3)]
+    variables = {"learner": lid(setup), "items": items}
+    await gql(client, token, RECORD_ACTIVITIES, variables)
+    async with engine.begin() as conn:
+        for item in items:
+            entry = SECTION_INPUTS["activities"].model_validate(item)
+            old = hashlib.sha256(json.dumps(entry.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode())
+            await conn.execute(Activity.__table__.update().where(Activity.source_id == entry.source_id)
+                               .values(content_hash=old.hexdigest()))
+    again = (await gql(client, token, RECORD_ACTIVITIES, variables)).json()["data"]["recordActivities"]
+    assert again == {"received": 3, "created": 0, "updated": 0, "unchanged": 3}
+    items[0] = {**items[0], "verb": {**items[0]["verb"], "display": "re-scored"}}
+    changed = (await gql(client, token, RECORD_ACTIVITIES, variables)).json()["data"]["recordActivities"]
+    assert changed == {"received": 3, "created": 0, "updated": 1, "unchanged": 2}
+
+
 async def test_resend_with_changed_content_updates_in_place(client, engine, setup):
     family, _, token = setup
     await gql(client, token, CONTRIBUTE_SKILLS, {"learner": lid(setup), "items": [skill(0, 2.0), skill(1, 3.0)]})
