@@ -10,14 +10,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
-from sqlalchemy import BigInteger, Integer, String, Uuid, text, and_, literal, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
+from sqlalchemy import BigInteger, ColumnElement, Integer, String, Uuid, any_, text, and_, literal, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +41,19 @@ from hub.records.models import (
 
 # Keeps IN (...) lists well under SQLite's and asyncpg's bound-parameter limits.
 _LOOKUP_CHUNK = 500
+
+
+def _matching_source_ids(session: AsyncSession, model: Any, source_ids: Sequence[str]) -> Iterator[ColumnElement[bool]]:
+    """WHERE conditions that together match ``source_ids``, one query each: on PostgreSQL a single
+    ``= ANY(array)`` (one parameter; two 500-item IN lists took ~40 ms of a 1,000-entry batch,
+    BENCHMARKS.md), elsewhere IN lists small enough for SQLite's parameter limit."""
+    if not source_ids:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        yield model.source_id == any_(bindparam(None, list(source_ids), type_=postgresql.ARRAY(String())))
+        return
+    for start in range(0, len(source_ids), _LOOKUP_CHUNK):
+        yield model.source_id.in_(source_ids[start : start + _LOOKUP_CHUNK])
 
 
 class InvalidCursor(ValueError):
@@ -234,11 +248,10 @@ async def contribute_entries(
 
     known: dict[str, tuple[int, str, bool]] = {}
     source_ids = list(by_source)
-    for start in range(0, len(source_ids), _LOOKUP_CHUNK):
-        chunk = source_ids[start : start + _LOOKUP_CHUNK]
+    for matching in _matching_source_ids(session, model, source_ids):
         result = await session.execute(
             select(model.source_id, model.id, model.content_hash, model.deleted_at).where(
-                model.provider_id == provider_id, model.learner_id == learner_id, model.source_id.in_(chunk),
+                model.provider_id == provider_id, model.learner_id == learner_id, matching,
                 *section_clause(section),
             )
         )
@@ -296,6 +309,23 @@ async def contribute_entries(
     return ContributionReport(received=len(entries), created=len(inserts), updated=len(updates), unchanged=unchanged)
 
 
+# Columns that hold the same value on every row of a batch: bound once, not as arrays.
+_BATCH_CONSTANTS = ("learner_id", "provider_id", "created_at", "updated_at")
+
+
+@lru_cache(maxsize=8)
+def _activities_with_changes_statement(names: tuple[str, ...]) -> Any:
+    table = Activity.__table__
+    return text(
+        f"WITH new_rows AS (INSERT INTO {table.name} ({', '.join(_BATCH_CONSTANTS + names)}) "
+        "SELECT CAST(:learner_id AS uuid), CAST(:provider_id AS uuid), CAST(:now AS timestamptz), "
+        f"CAST(:now AS timestamptz), c.* FROM ({unnest_select(table, list(names), 'c')}) AS c RETURNING id, source_id) "
+        f"INSERT INTO {RecordChange.__table__.name} (learner_id, provider_id, section, entry_id, source_id, op, at) "
+        "SELECT CAST(:learner_id AS uuid), CAST(:provider_id AS uuid), 'activities', id, source_id, 'created', "
+        "CAST(:now AS timestamptz) FROM new_rows"
+    )
+
+
 async def _insert_activities_with_changes(
     session: AsyncSession, rows: list[dict[str, Any]], learner_id: UUID, provider_id: UUID, now: datetime,
 ) -> None:
@@ -305,18 +335,13 @@ async def _insert_activities_with_changes(
     Against the executemany insert + id lookup + change-feed executemany it replaces, this is one
     round trip instead of five per 1,000 entries and lets PostgreSQL insert set-wise (BENCHMARKS.md,
     ingest). A duplicate source id still raises IntegrityError (answered CONFLICT by the API).
+    The rows are contribute_entries' inserts: learner, provider and both timestamps are the
+    batch's own, so they are bound once instead of as 1,000-element arrays.
     """
-    table = Activity.__table__
-    names = list(rows[0])
-    statement = text(
-        f"WITH new_rows AS (INSERT INTO {table.name} ({', '.join(names)}) "
-        f"{unnest_select(table, names, 'c')} RETURNING id, source_id) "
-        f"INSERT INTO {RecordChange.__table__.name} (learner_id, provider_id, section, entry_id, source_id, op, at) "
-        "SELECT CAST(:learner_id AS uuid), CAST(:provider_id AS uuid), 'activities', id, source_id, 'created', "
-        "CAST(:now AS timestamptz) FROM new_rows"
-    )
-    params = unnest_params(rows, names, "c")
-    await session.execute(statement, {**params, "learner_id": learner_id, "provider_id": provider_id, "now": now})
+    names = tuple(name for name in rows[0] if name not in _BATCH_CONSTANTS)
+    params = unnest_params(rows, list(names), "c")
+    await session.execute(_activities_with_changes_statement(names),
+                          {**params, "learner_id": learner_id, "provider_id": provider_id, "now": now})
 
 
 async def _max_id(session: AsyncSession, model: Any) -> int:
@@ -349,11 +374,10 @@ async def _ids_of(
 ) -> list[tuple[int, str]]:
     """Ids of this provider's entries with these source ids (after an executemany insert)."""
     found: list[tuple[int, str]] = []
-    for start in range(0, len(source_ids), _LOOKUP_CHUNK):
+    for matching in _matching_source_ids(session, model, source_ids):
         rows = await session.execute(
             select(model.id, model.source_id).where(
-                model.provider_id == provider_id, model.learner_id == learner_id,
-                model.source_id.in_(source_ids[start : start + _LOOKUP_CHUNK]), *section_clause(section),
+                model.provider_id == provider_id, model.learner_id == learner_id, matching, *section_clause(section),
             )
         )
         found.extend((row.id, row.source_id) for row in rows)
@@ -790,10 +814,10 @@ async def learners_of_sources(
     model = SECTION_MODELS[section]
     found: dict[UUID, list[str]] = {}
     ids = list(dict.fromkeys(source_ids))
-    for start in range(0, len(ids), _LOOKUP_CHUNK):
+    for matching in _matching_source_ids(session, model, ids):
         result = await session.execute(
             select(model.learner_id, model.source_id).where(
-                model.provider_id == provider_id, model.source_id.in_(ids[start : start + _LOOKUP_CHUNK]),
+                model.provider_id == provider_id, matching,
                 model.deleted_at.is_(None), *section_clause(section),
             )
         )
