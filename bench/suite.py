@@ -353,16 +353,19 @@ async def bench_revocation(t: Target) -> list[Row]:
             await revoke_access(session=session, learner_id=learner_id, provider_id=provider_id, revoked_by=None,
                                 now=datetime.now(UTC), section="activities")
         committed = time.perf_counter()
-        await load
+        try:
+            await load
+        finally:  # even if the load failed: a reused benchmark database must keep its grants
+            async with sessions() as session, session.begin():
+                for action in held or {Action.READ}:
+                    await grant_access(session=session, learner_id=learner_id, provider_id=provider_id,
+                                       section="activities", action=action, purpose="benchmark re-grant",
+                                       granted_by=None, now=datetime.now(UTC),
+                                       pseudonym_key=bytes.fromhex(t.pseudonym_key_hex))
         served_after.append(sum(1 for sent, _, ok in log if sent >= committed and ok))
         in_flight_served.append(sum(1 for sent, done, ok in log if sent < committed <= done and ok))
         refused = [done for sent, done, ok in log if not ok and done >= committed]
         bites.append((min(refused) - committed) * 1000 if refused else float("nan"))
-        async with sessions() as session, session.begin():
-            for action in held or {Action.READ}:
-                await grant_access(session=session, learner_id=learner_id, provider_id=provider_id, section="activities",
-                                   action=action, purpose="benchmark re-grant", granted_by=None,
-                                   now=datetime.now(UTC), pseudonym_key=bytes.fromhex(t.pseudonym_key_hex))
     total_after = sum(served_after)
     return [Row("5 revocation bite", t.database,
                 f"{total_after} served after revoke commit; first refusal {_median(bites):.1f} ms after commit",

@@ -200,14 +200,17 @@ class OneRosterCsvConnector(Connector):
                 if entity not in data.modes:
                     continue
                 live, deleted = self._listed(entity)
-                known = dict((await session.execute(
-                    select(OneRosterRecord.sourced_id, OneRosterRecord.withdrawn_at).where(
-                        OneRosterRecord.instance_name == instance_name, OneRosterRecord.entity == entity))).all())
+                stamps = {sid: (last_seen, withdrawn_at) for sid, last_seen, withdrawn_at in (await session.execute(
+                    select(OneRosterRecord.sourced_id, OneRosterRecord.last_seen, OneRosterRecord.withdrawn_at).where(
+                        OneRosterRecord.instance_name == instance_name, OneRosterRecord.entity == entity))).all()}
+                known = {sid: withdrawn_at for sid, (_, withdrawn_at) in stamps.items()}
                 session.add_all(OneRosterRecord(instance_name=instance_name, entity=entity, sourced_id=sid,
                                                 last_seen=data.digest, withdrawn_at=now if sid in deleted else None)
                                 for sid in sorted((live | deleted) - set(known)))
                 where = (OneRosterRecord.instance_name == instance_name, OneRosterRecord.entity == entity)
-                seen = sorted(live & set(known))
+                # Already stamped live with this drop (a resumed run, or a schedule re-reading an
+                # unchanged export): nothing to write.
+                seen = sorted(sid for sid in live & set(known) if stamps[sid] != (data.digest, None))
                 gone = sorted(sid for sid in deleted & set(known) if known[sid] is None)
                 for start in range(0, max(len(seen), len(gone)), 500):
                     if seen[start : start + 500]:  # listed again: live (a re-sent entry is restored)

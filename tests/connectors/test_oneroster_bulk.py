@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from connectors.runtime import Sync, run_instance
 from consent import Action
@@ -60,8 +60,21 @@ async def test_bulk_drop_withdraws_exactly_what_it_leaves_out(engine, app, monke
             OneRosterRecord.withdrawn_at.is_not(None)))).scalars().all()
     assert sorted(marked) == [GONE_ENROLLMENT, GONE_RESULT]
 
-    # A third run of the same drop (resumed from its cursor, or a full re-read) changes nothing.
-    third, full = await _run(engine, app), await _run(engine, app, full=True)
+    # A third run of the same drop (resumed from its cursor, or a full re-read) changes nothing,
+    # and writes no stamps: every listed record already carries this drop's digest.
+    table = OneRosterRecord.__table__.name
+    stamp_updates: list[str] = []
+
+    def note(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith(f"UPDATE {table.upper()}"):
+            stamp_updates.append(statement)
+
+    event.listen(engine.sync_engine, "after_cursor_execute", note)
+    try:
+        third, full = await _run(engine, app), await _run(engine, app, full=True)
+    finally:
+        event.remove(engine.sync_engine, "after_cursor_execute", note)
+    assert stamp_updates == []
     assert (third.report.read, third.report.retracted, _withdrawn(third.report)) == (0, 0, {})
     assert (full.report.created, full.report.updated, full.report.retracted, _withdrawn(full.report)) == (0, 0, 0, {})
     assert await s.records() == after
