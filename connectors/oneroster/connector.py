@@ -17,7 +17,7 @@ a ``delta`` file carries only changes): ``prepare`` stamps every enrollment and 
 lists with the drop's digest (``oneroster_record``, per instance); once every page is committed,
 ``withdrawals`` returns the instance's live records of each *bulk* entity whose stamp is older,
 i.e. absent from this drop, unless the file is incomplete or more than
-``max_withdrawal_fraction`` of them would go (the safety valve).
+``max_withdrawal_fraction`` of the stored entries would go (the safety valve).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class OneRosterCsvConfig(SourceConfig):
     invitation_base_url: str | None = Field(default=None, description="Base URL in invitation links (else the hub URL)")
     max_withdrawal_fraction: float = Field(
         default=0.5, ge=0.0, le=1.0,
-        description="A bulk file that leaves out more than this fraction of the instance's live records of its "
+        description="A bulk file that leaves out more than this fraction of the instance's stored entries of its "
                     "entity withdraws nothing (reported; a truncated export must not wipe records)")
     allow_mass_withdrawal: bool = Field(default=False, description="Lift max_withdrawal_fraction for every run")
 
@@ -89,6 +89,7 @@ class OneRosterCsvConnector(Connector):
         super().__init__(config)
         self._set: RosterSet | None = None
         self._entities: dict[str, dict[str, dict[str, Any]]] = {}
+        self._provider_id: Any = None  # set by prepare(), which the runtime runs first
 
     def roster(self) -> RosterSet:
         if self._set is None:
@@ -111,6 +112,7 @@ class OneRosterCsvConnector(Connector):
                 select(OAuthClient.provider_id).where(OAuthClient.client_id == config.hub.client_id))).scalar_one_or_none()
             if provider_id is None:
                 raise LookupError(f"no provider has OAuth client {config.hub.client_id!r}")
+            self._provider_id = provider_id  # the bulk valve counts this provider's stored entries
             for entity in REFERENCE:
                 for row in data.rows.get(entity, []):
                     sid = row.get("sourcedId")
@@ -241,6 +243,11 @@ class OneRosterCsvConnector(Connector):
             absent = sorted(sid for sid, seen in live if seen != data.digest)
             if not absent:
                 continue
+            # The valve compares what would really be withdrawn with what is really stored: records
+            # that never became entries (held for an unknown learner, refused) would otherwise dilute
+            # the fraction and let a truncated export withdraw every real entry.
+            stored = await self._stored(sessions, section, kind, [sid for sid, _ in live])
+            absent_stored = [sid for sid in absent if sid in stored]
             ref = f"{entity}.csv"
             if entity in data.incomplete:
                 report.held["withdrawal_incomplete_file"] += len(absent)
@@ -248,15 +255,27 @@ class OneRosterCsvConnector(Connector):
                                "are not withdrawn")
                 continue
             limit = self.config.max_withdrawal_fraction
-            if len(absent) > limit * len(live) and not (allow_mass_withdrawal or self.config.allow_mass_withdrawal):
+            if len(absent_stored) > limit * len(stored) and not (allow_mass_withdrawal or self.config.allow_mass_withdrawal):
                 report.held["mass_withdrawal"] += len(absent)
-                report.problem("held", ref, f"the bulk file leaves out {len(absent)} of this instance's {len(live)} live "
-                               f"{entity} ({len(absent) / len(live):.0%}, over max_withdrawal_fraction {limit:.0%}): "
+                report.problem("held", ref, f"the bulk file leaves out {len(absent_stored)} of this instance's "
+                               f"{len(stored)} stored {entity} ({len(absent_stored) / len(stored):.0%}, over "
+                               f"max_withdrawal_fraction {limit:.0%}): "
                                "nothing withdrawn; if the export is complete, `kinfolio sync run NAME --allow-mass-withdrawal` (or allow_mass_withdrawal in the source config)")
                 continue
             owed += [Withdrawal(ref, f"absent from the bulk {entity}.csv: sourcedId {sid}", section, f"oneroster:{kind}:{sid}")
                      for sid in absent]
         return owed
+
+    async def _stored(self, sessions, section: str, kind: str, sourced_ids: list[str]) -> set[str]:  # type: ignore[no-untyped-def]
+        """Which of these records have a live entry from this instance's provider."""
+        from hub.records.service import learners_of_sources
+
+        if self._provider_id is None:
+            raise RuntimeError("withdrawals() before prepare(): the provider is not known yet")
+        async with transaction(sessions) as session:
+            found = await learners_of_sources(session=session, section=section, provider_id=self._provider_id,
+                                              source_ids=[f"oneroster:{kind}:{sid}" for sid in sourced_ids])
+        return {source_id.removeprefix(f"oneroster:{kind}:") for ids in found.values() for source_id in ids}
 
     async def withdrawn(self, *, sessions, instance_name: str, withdrawals: list[Withdrawal]) -> None:  # type: ignore[no-untyped-def]
         from hub.roster.models import OneRosterRecord

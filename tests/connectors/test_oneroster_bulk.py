@@ -19,7 +19,7 @@ from hub.db import make_sessionmaker
 from hub.roster.models import OneRosterRecord
 from tests.connectors.helpers import asgi_http
 from tests.connectors.test_oneroster import (
-    ANNA, ENROLLMENT_ID, GONE_ENROLLMENT, GONE_RESULT, MINIMAL, MMICHEL, RESULT_ID, _add_gradebook_and_demographics,
+    ANNA, ENROLLMENT_ID, GONE_ENROLLMENT, GONE_RESULT, JIM, MINIMAL, MMICHEL, RESULT_ID, _add_gradebook_and_demographics,
     _imported, _manifest, _sample_copy,
 )
 from tests.connectors.test_cli_schedule_lease import kinfolio  # noqa: F401  (fixture)
@@ -198,7 +198,8 @@ async def test_safety_valve_refuses_a_mass_withdrawal_until_allowed(engine, app,
     assert refused.status == "succeeded", refused.error
     assert (r.retracted, _withdrawn(r), r.held["mass_withdrawal"]) == (0, {}, 3), r.details
     reason = next(d["reason"] for d in r.details if d["ref"] == "enrollments.csv")
-    assert "leaves out 3 of this instance's 4 live enrollments (75%" in reason and "--allow-mass-withdrawal" in reason
+    # Jim's enrollment was never stored (unknown learner): the valve counts stored entries only.
+    assert "leaves out 2 of this instance's 2 stored enrollments (100%" in reason and "--allow-mass-withdrawal" in reason
     assert await s.records() == before
 
     # The operator confirms the export is complete: the same drop, resumed, now withdraws.
@@ -208,6 +209,25 @@ async def test_safety_valve_refuses_a_mass_withdrawal_until_allowed(engine, app,
     assert set(_withdrawn(r)) == {GONE_ENROLLMENT, "enr-s-222-12345-987655", "enr-s-222-12345-987532"}
     assert r.retracted == 2 and r.unchanged == 1  # Jim's enrollment was never stored (unknown learner)
     assert (await s.record(MMICHEL))[0] == set() and await s.record(ANNA) == before[ANNA]
+
+
+async def test_records_that_never_became_entries_do_not_dilute_the_valve(engine, app, monkeypatch, samples_dir, tmp_path, client):
+    """Six more enrollments of Jim (unknown learner: held, never stored) are listed live; a drop that
+    then leaves out both of mmichel's stored enrollments is 2 of 10 listed (20 %) but 2 of 2 stored."""
+    s = await _imported(engine, app, monkeypatch, samples_dir, tmp_path, client)
+    enrollments = s.folder / "enrollments.csv"
+    enrollments.write_text(enrollments.read_text() + "".join(
+        f"enr-s-extra-{n},,,cls-222-123456,org-sch-222-456,{JIM},student,,,\n" for n in range(6)))
+    listed = await _run(engine, app)
+    assert listed.status == "succeeded" and listed.report.held["unknown_learner"] >= 6, listed.report.details
+    before = await s.records()
+    _drop_rows(enrollments, GONE_ENROLLMENT, "enr-s-222-12345-987655")
+    truncated = await _run(engine, app)
+    r = truncated.report
+    assert (r.retracted, _withdrawn(r), r.held["mass_withdrawal"]) == (0, {}, 2), r.details
+    reason = next(d["reason"] for d in r.details if d["ref"] == "enrollments.csv")
+    assert "leaves out 2 of this instance's 2 stored enrollments (100%" in reason
+    assert await s.records() == before
 
 
 async def test_config_option_lifts_the_valve(engine, app, monkeypatch, samples_dir, tmp_path, client):
