@@ -71,7 +71,8 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
     where = ".".join(str(p) for p in err["loc"])
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {err['msg']}{more}" if where else f"{err['msg']}{more}"
+    message = record_schemas.error_message(err)
+    return f"{where}: {message}{more}" if where else f"{message}{more}"
 
 
 class Sync:

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hub.credentials.importer import identity_hash
-from schemas.records import BadgeCreate
+from schemas.records import BadgeCreate, error_message
 
 # Badges mirroring a held credential carry this prefix; the Host API lists the held credential
 # itself, not the hub's re-issue of its mirror.
@@ -143,4 +143,4 @@ def badge_entry(document: dict[str, Any], *, kind: str, issuer_id: str, credenti
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise NoBadge(f"held, but not shown as a badge: {where}: {err['msg']}") from None
+        raise NoBadge(f"held, but not shown as a badge: {where}: {error_message(err)}") from None

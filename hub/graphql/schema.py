@@ -560,7 +560,8 @@ def _validate_batch(info: GInfo, section: str, items: list[Any], argument: str) 
             validated.append(model.model_validate(item if isinstance(item, dict) else inputs.as_plain(item)))
         except ValidationError as exc:
             problems.extend(
-                {"path": [argument, index, *err["loc"]], "message": err["msg"]} for err in exc.errors(include_url=False)
+                {"path": [argument, index, *err["loc"]], "message": record_schemas.error_message(err)}
+                for err in exc.errors(include_url=False)
             )
     if problems:
         raise bad_input(

@@ -46,6 +46,7 @@ from hub.hostapi.discovery import service_description
 from hub.oauth.bearer import BearerError, TokenContext, authenticate
 from hub.oauth.service import pairwise_of
 from hub.records import service as record_service
+from schemas.records import error_message
 
 PREFIXES = {"ob": ("/ims/ob/v3p0", OB_SCOPE_PREFIX), "clr": ("/ims/clr/v2p0", CLR_SCOPE_PREFIX)}
 # The fresh ClrCredential of getCredentials also carries these sections when the token holds
@@ -307,7 +308,7 @@ def _reason(exc: Exception) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
         first = errors(include_url=False)[0]
-        return f"{'.'.join(map(str, first['loc'])) or 'profile'}: {first['msg']}"
+        return f"{'.'.join(map(str, first['loc'])) or 'profile'}: {error_message(first)}"
     return str(exc) or "the body is not a Profile"
 
 

@@ -85,7 +85,7 @@ async def post_statements(request: Request) -> JSONResponse:
                             upserts.append((op, record_schemas.ActivityCreate.model_validate(op.entry)))
                         except ValidationError as exc:
                             err = exc.errors(include_url=False)[0]
-                            raise InvalidRecord(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+                            raise InvalidRecord(f"{'.'.join(map(str, err['loc']))}: {record_schemas.error_message(err)}") from None
             except InvalidRecord as exc:
                 problems.append({"index": index, "reason": exc.reason})
         if problems:
