@@ -150,7 +150,8 @@ async def serve(
     """Run a worker until stopped (SIGINT/SIGTERM finish the running jobs first)."""
     # Connections: one per running job (finishing it), one fetching, one listening, one for periodic defers.
     app = make_app(settings, pool_size=concurrency + 3)
-    engine = make_engine(settings.resolved_database_url, pool_size=max(2, concurrency))
+    engine = make_engine(settings.resolved_database_url, pool_size=max(2, concurrency),
+                         plan_cache_mode=settings.database_plan_cache_mode)
     try:
         async with app.open_async():
             if not await app.check_connection_async():

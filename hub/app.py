@@ -60,7 +60,8 @@ class HubState:
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
     settings = settings or get_settings()
     own_engine = engine is None
-    engine = engine or make_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
+    engine = engine or make_engine(settings.resolved_database_url, pool_size=settings.database_pool_size,
+                                  plan_cache_mode=settings.database_plan_cache_mode)
     keys = load_signing_keys(settings)
 
     @asynccontextmanager

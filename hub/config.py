@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # e.g. postgresql+asyncpg://user:pass@host:5432/kinfolio
     database_url: str | None = None
     database_pool_size: int = Field(default=10, ge=1, le=200)
+    # PostgreSQL's plan_cache_mode for the hub's connections (hub/db.py::make_engine).
+    database_plan_cache_mode: Literal["auto", "force_custom_plan", "force_generic_plan"] = "auto"
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

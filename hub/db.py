@@ -82,7 +82,7 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, plan_cache_mode: str = "auto") -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
@@ -91,11 +91,14 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     connect_args: dict[str, Any] = {}
     if url.startswith("postgresql+asyncpg"):
         # asyncpg prepares every statement; after five runs PostgreSQL may switch a prepared
-        # statement to a generic plan, chosen without knowing which learner it is for. For the
-        # contribution lookup (provider, learner, source_id IN (...500)) the generic plan cost
-        # 1.2 s per 1,000-entry batch instead of ~1 ms (BENCHMARKS.md). Per-learner skew is the
-        # norm here (one learner has 100 rows, another 2 million), so always plan with the values.
-        connect_args["server_settings"] = {"plan_cache_mode": "force_custom_plan"}
+        # statement to a generic plan, chosen without the parameter values. The hot statements
+        # are written so that their generic plan is the right one for every learner (unique or
+        # keyset index, `= ANY(array)` instead of IN lists: checked with force_generic_plan on
+        # the 2-million-activity learner, BENCHMARKS.md), and planning every execution again
+        # cost reads 12 % and ingest 27 % of their latency. `force_custom_plan`
+        # (KINFOLIO_DATABASE_PLAN_CACHE_MODE) brings the old behaviour back should a skewed
+        # generic plan ever bite.
+        connect_args["server_settings"] = {"plan_cache_mode": plan_cache_mode}
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
     )
