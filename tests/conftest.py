@@ -76,6 +76,11 @@ def _cheap_password_hashing() -> None:
     use_hasher(PasswordHasher.from_parameters(profiles.CHEAPEST))
 
 
+# The machine's PostgreSQL, for tests that need it on the SQLite pass too (`.ci/run` starts it first).
+PG_ADMIN_URL = (os.environ.get("KINFOLIO_QUEUE_TEST_DATABASE_URL") or os.environ.get("KINFOLIO_TEST_DATABASE_URL")
+                or "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
 @pytest.fixture(scope="session")
 def is_postgres() -> bool:
     return bool(os.environ.get("KINFOLIO_TEST_DATABASE_URL"))

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from sqlalchemy import text
 
 from hub.config import Settings
 from hub.db import make_engine
-
-# Like the queue tests: PostgreSQL is there in CI on both passes (`.ci/run` starts it first).
-ADMIN_URL = (os.environ.get("KINFOLIO_QUEUE_TEST_DATABASE_URL") or os.environ.get("KINFOLIO_TEST_DATABASE_URL")
-             or "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+from tests.conftest import PG_ADMIN_URL as ADMIN_URL
 
 
 async def _mode(**kwargs: str) -> str:

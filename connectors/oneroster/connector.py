@@ -205,15 +205,14 @@ class OneRosterCsvConnector(Connector):
                 stamps = {sid: (last_seen, withdrawn_at) for sid, last_seen, withdrawn_at in (await session.execute(
                     select(OneRosterRecord.sourced_id, OneRosterRecord.last_seen, OneRosterRecord.withdrawn_at).where(
                         OneRosterRecord.instance_name == instance_name, OneRosterRecord.entity == entity))).all()}
-                known = {sid: withdrawn_at for sid, (_, withdrawn_at) in stamps.items()}
                 session.add_all(OneRosterRecord(instance_name=instance_name, entity=entity, sourced_id=sid,
                                                 last_seen=data.digest, withdrawn_at=now if sid in deleted else None)
-                                for sid in sorted((live | deleted) - set(known)))
+                                for sid in sorted((live | deleted) - stamps.keys()))
                 where = (OneRosterRecord.instance_name == instance_name, OneRosterRecord.entity == entity)
                 # Already stamped live with this drop (a resumed run, or a schedule re-reading an
                 # unchanged export): nothing to write.
-                seen = sorted(sid for sid in live & set(known) if stamps[sid] != (data.digest, None))
-                gone = sorted(sid for sid in deleted & set(known) if known[sid] is None)
+                seen = sorted(sid for sid in live & stamps.keys() if stamps[sid] != (data.digest, None))
+                gone = sorted(sid for sid in deleted & stamps.keys() if stamps[sid][1] is None)
                 for start in range(0, max(len(seen), len(gone)), 500):
                     if seen[start : start + 500]:  # listed again: live (a re-sent entry is restored)
                         await session.execute(update(OneRosterRecord).where(

@@ -34,14 +34,13 @@ from hub import migrate
 from hub.cli import app as cli
 from hub.config import Settings, get_settings
 from hub.db import make_engine, make_sessionmaker
-from tests.conftest import PSEUDONYM_KEY, ROOT, _create_pg_database, _drop_pg_database
+from tests.conftest import PG_ADMIN_URL, PSEUDONYM_KEY, ROOT, _create_pg_database, _drop_pg_database
 from tests.connectors.helpers import SECRET_ENV, activity_state, instance_config, link_existing, linked_family
 from tests.connectors.test_crash_safety import _expected
 from tests.factories import Family, ProviderClient, make_provider
 from tests.live_server import _free_port
 
-ADMIN_URL = (os.environ.get("KINFOLIO_QUEUE_TEST_DATABASE_URL") or os.environ.get("KINFOLIO_TEST_DATABASE_URL")
-             or "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+ADMIN_URL = PG_ADMIN_URL
 WORKERS = 3
 LEARNERS = 4
 
