@@ -141,3 +141,40 @@ async def test_disclosure_log_written_before_the_chain_is_chained_on_upgrade(scr
             assert await verify_log(session=session) == (3, [])
     finally:
         await engine.dispose()
+
+
+async def test_change_feed_rows_survive_losing_their_foreign_keys(scratch_url):
+    # d25c3f9123cf rebuilds record_change on SQLite: every row keeps its id, and later ids start
+    # above the largest of them even after the top rows are deleted (AUTOINCREMENT).
+    from uuid import uuid4
+
+    engine = make_engine(scratch_url)
+    try:
+        await migrate.upgrade(engine, "e5b1c2d3f4a6")
+        sqlite = engine.dialect.name == "sqlite"
+        learner, provider = uuid4(), uuid4()
+        ids = {"l": learner.hex if sqlite else learner, "p": provider.hex if sqlite else provider,
+               "at": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None) if sqlite else datetime(2026, 1, 1, tzinfo=UTC)}
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO learner (id, given_name, family_name, date_of_birth, created_at) "
+                                    "VALUES (:l, 'A', 'B', '2012-01-01', :at)"), ids)
+            await conn.execute(text("INSERT INTO provider (id, name, kind, created_at) VALUES (:p, 'P', 'app', :at)"), ids)
+            for n in range(3):
+                await conn.execute(text("INSERT INTO record_change (learner_id, provider_id, section, entry_id, source_id, op, at) "
+                                        "VALUES (:l, :p, 'activities', :n, :s, 'created', :at)"), {**ids, "n": n, "s": f"a-{n}"})
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            rows = (await conn.execute(text("SELECT id, source_id FROM record_change ORDER BY id"))).all()
+            assert [source for _, source in rows] == ["a-0", "a-1", "a-2"]
+            assert await conn.run_sync(lambda c: inspect(c).get_foreign_keys("record_change")) == []
+            await conn.execute(text("DELETE FROM record_change WHERE id = :top"), {"top": rows[-1][0]})
+            await conn.execute(text("INSERT INTO record_change (learner_id, provider_id, section, entry_id, source_id, op, at) "
+                                    "VALUES (:l, :p, 'activities', 9, 'a-9', 'created', :at)"), ids)
+            new_id = (await conn.execute(text("SELECT id FROM record_change WHERE source_id = 'a-9'"))).scalar_one()
+            assert new_id > rows[-1][0]
+        await migrate.downgrade(engine, "e5b1c2d3f4a6")
+        async with engine.connect() as conn:
+            assert len(await conn.run_sync(lambda c: inspect(c).get_foreign_keys("record_change"))) == 2
+            assert (await conn.execute(text("SELECT count(*) FROM record_change"))).scalar_one() == 3
+    finally:
+        await engine.dispose()

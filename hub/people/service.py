@@ -63,12 +63,17 @@ async def delete_learner(*, session: AsyncSession, learner_id: UUID) -> bool:
     The learner's data key is destroyed first and explicitly (crypto-shredding): from then on the
     sealed fields of the sensitive sections cannot be decrypted from any copy, including backups,
     once the KEK that wrapped the key in those backups is retired (see README, "Encryption at rest").
-    Everything else of the record goes by ON DELETE CASCADE.
+    The change feed's rows have no foreign key (see ``RecordChange``) and are deleted here;
+    everything else of the record goes by ON DELETE CASCADE.
     """
     from hub.records.keys import destroy_data_key
+    from hub.records.models import RecordChange
 
     if await session.get(Learner, learner_id) is None:
         return False
     await destroy_data_key(session=session, learner_id=learner_id)
     await session.execute(delete(Learner).where(Learner.id == learner_id))
+    # After the learner: a concurrent write holding the learner row (its entries' foreign keys)
+    # makes the delete above wait for its commit, so this statement sees that write's changes too.
+    await session.execute(delete(RecordChange).where(RecordChange.learner_id == learner_id))
     return True

@@ -121,3 +121,34 @@ async def test_feed_reports_changes_of_the_generic_sections_too(client, engine):
     assert body.get("data", {}).get("contributePathways") == {"created": 1}, body
     nodes, _ = await drain(client, token, sections=["pathways"])
     assert [(n["op"], n["section"], n["sourceId"]) for n in nodes] == [("created", "pathways", "visit-1")]
+
+
+async def test_erasing_a_learner_takes_their_changes_and_later_changes_still_reach_readers(client, engine):
+    """Erasure deletes the learner's change rows (no foreign key does it, see RecordChange), and
+    the ids those rows held are never handed out again: a reader whose cursor had passed them
+    still sees every later change (a plain SQLite rowid reused them and the reader missed these)."""
+    from hub.db import make_sessionmaker
+    from hub.people.service import delete_learner
+
+    stays, leaves = await make_family(engine, "a@example.org"), await make_family(engine, "b@example.org")
+    writer = await make_provider(engine, "Writer", ["activities:contribute"])
+    reader = await make_provider(engine, "Reader", ["activities:read"])
+    for family in (stays, leaves):
+        await grant(engine, family, writer, "activities", Action.CONTRIBUTE)
+        await grant(engine, family, reader, "activities", Action.READ)
+    token_w, token_r = await get_token(client, writer), await get_token(client, reader)
+    await gql(client, token_w, RECORD_ACTIVITIES, {"learner": learner_id_for(stays, writer), "items": [activity(0)]})
+    # The erased learner's changes are the newest rows of the feed when they go.
+    await gql(client, token_w, RECORD_ACTIVITIES, {"learner": learner_id_for(leaves, writer), "items": [activity(n) for n in range(3)]})
+    nodes, cursor = await drain(client, token_r)
+    assert len(nodes) == 4
+
+    async with make_sessionmaker(engine)() as session, session.begin():
+        assert await delete_learner(session=session, learner_id=leaves.learner_id) is True
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(RecordChange.id).where(RecordChange.learner_id == leaves.learner_id))).all() == []
+        assert (await conn.execute(select(RecordChange.id).where(RecordChange.learner_id == stays.learner_id))).all() != []
+
+    await gql(client, token_w, RECORD_ACTIVITIES, {"learner": learner_id_for(stays, writer), "items": [activity(7)]})
+    more, _ = await drain(client, token_r, after=cursor)
+    assert [(n["op"], n["learnerId"], n["sourceId"]) for n in more] == [("created", learner_id_for(stays, reader), "act-7")]
