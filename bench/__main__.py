@@ -16,6 +16,7 @@ import platform
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,7 +141,11 @@ async def prepare(database: str, args: argparse.Namespace, work: Path) -> tuple[
 
 
 async def bench_scaleout(t: suite.Target, url: str, work: Path, workers: list[int], port: int) -> list[suite.Row]:
+    """Profile-read and ingest throughput behind 1, 2, 4 uvicorn workers, with the same clients
+    for every worker count (ingest: two writers per worker of the largest count)."""
     rates: dict[int, list[float]] = {w: [] for w in workers}
+    ingest_rates: dict[int, list[float]] = {w: [] for w in workers}
+    ingest_writers = 2 * max(workers)
     bodies = [graphql_body(suite.PROFILE_QUERY, {"id": p}) for p in t.manifest.sample_learners[8:]]
     # Pools small enough that 4 workers x 2 x pool stay under PostgreSQL's max_connections.
     env = server_env(database_url=url, data_dir=work, issuer_port=t.port, pseudonym_key_hex=PSEUDONYM_KEY_HEX, pool_size=5)
@@ -156,12 +161,20 @@ async def bench_scaleout(t: suite.Target, url: str, work: Path, workers: list[in
 
                 await closed_loop(HOST, port, concurrency, duration=1.0, send=send)  # warm every worker
                 rates[w].append((await closed_loop(HOST, port, concurrency, duration=t.duration, send=send)).rate)
+                ingest_rates[w].append(await suite.http_ingest(t, port, t.manifest.sample_learners[:8],
+                                                               f"s{uuid.uuid4().hex[:8]}-{w}", writers=ingest_writers))
     med = {w: suite._median(v) for w, v in rates.items()}
-    base = med[workers[0]]
+    ingest = {w: suite._median(v) for w, v in ingest_rates.items()}
+    base, ingest_base = med[workers[0]], ingest[workers[0]]
     return [suite.Row("7 scale-out (profile read)", t.database,
                       ", ".join(f"{w} worker(s) {med[w]:,.0f} req/s" for w in workers),
                       ", ".join(f"x{med[w] / base:.2f}" for w in workers), f"report (2 cores, {concurrency} clients)", "-",
-                      {"rates": {str(k): v for k, v in rates.items()}, "concurrency": concurrency})]
+                      {"rates": {str(k): v for k, v in rates.items()}, "concurrency": concurrency}),
+            suite.Row("7 scale-out (ingest)", t.database,
+                      ", ".join(f"{w} worker(s) {ingest[w]:,.0f} activities/s" for w in workers),
+                      ", ".join(f"x{ingest[w] / ingest_base:.2f}" for w in workers),
+                      f"report (2 cores, {ingest_writers} writers, batches of 1,000)", "-",
+                      {"rates": {str(k): v for k, v in ingest_rates.items()}, "writers": ingest_writers})]
 
 
 async def run_database(database: str, args: argparse.Namespace, work: Path, only: set[str]) -> list[suite.Row]:

@@ -48,7 +48,9 @@ async def main() -> None:
     manifest = Manifest.from_json(manifest_path.read_text())
     settings = Settings(environment="development", database_url=url, issuer="http://127.0.0.1:8150", data_dir=work,
                         signing_key_file=work / "jwt-signing-key.pem", pseudonym_key_hex=PSEUDONYM_KEY_HEX,
-                        benchmark_bypass_consent=args.bypass)
+                        benchmark_bypass_consent=args.bypass,
+                        # One client: the per-client limiter would measure itself (as in bench/servers.py).
+                        rate_limit_per_minute=100_000_000, rate_limit_burst=1_000_000)
     import hub.app
 
     schemas: list[Any] = []

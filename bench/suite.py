@@ -175,8 +175,9 @@ async def _learner_uuid(engine: AsyncEngine, provider_id: str, pseudonym: str) -
             LearnerPseudonym.provider_id == uuid.UUID(provider_id), LearnerPseudonym.pseudonym == pseudonym))).scalar_one()
 
 
-async def _http_ingest(t: Target, port: int, learners: list[str], run_tag: str) -> float:
-    """Activities/s of ``ingest_batches`` batches of 1,000, two clients at a time, via HTTP."""
+async def http_ingest(t: Target, port: int, learners: list[str], run_tag: str, *, writers: int | None = None) -> float:
+    """Activities/s of ``ingest_batches`` batches of 1,000 via HTTP, ``writers`` (default
+    ``t.writers``) clients at a time."""
     token = await t.token(port)
     bodies = [
         graphql_body(INGEST_MUTATION, {"id": learners[i % len(learners)], "items": _activity_items(f"{run_tag}-{i}", 1000, i)})
@@ -189,7 +190,7 @@ async def _http_ingest(t: Target, port: int, learners: list[str], run_tag: str) 
             raise RuntimeError(f"ingest failed: {str(out)[:400]}")
         return True
 
-    result = await closed_loop(HOST, port, t.writers, requests=len(bodies), send=send)
+    result = await closed_loop(HOST, port, writers or t.writers, requests=len(bodies), send=send)
     return 1000 * len(result.latencies) / result.seconds
 
 
@@ -218,9 +219,9 @@ async def bench_ingest(t: Target) -> list[Row]:
     http, bypass, raw = [], [], []
     for r in range(t.repeats):
         tag = f"b{uuid.uuid4().hex[:8]}"
-        http.append(await _http_ingest(t, t.port, learners, f"{tag}-h"))
+        http.append(await http_ingest(t, t.port, learners, f"{tag}-h"))
         raw.append(await _raw_ingest(t, learner_ids, f"{tag}-r"))
-        bypass.append(await _http_ingest(t, t.bypass_port, learners, f"{tag}-x"))
+        bypass.append(await http_ingest(t, t.bypass_port, learners, f"{tag}-x"))
     h, x, w = _median(http), _median(bypass), _median(raw)
     ratio = h / w
     overhead = x / h - 1
