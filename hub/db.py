@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, MetaData, String, Uuid, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -138,3 +140,38 @@ def unnest_select(table: Any, names: list[str], prefix: str) -> str:
 
 def unnest_params(rows: list[dict[str, Any]], names: list[str], prefix: str) -> dict[str, list[Any]]:
     return {f"{prefix}{i}": [row[name] for row in rows] for i, name in enumerate(names)}
+
+
+@lru_cache(maxsize=32)
+def _sqlite_insert_plan(table: Any, names: tuple[str, ...], dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
+    quote = dialect.identifier_preparer.quote
+    sql = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES ({', '.join('?' * len(names))})"
+    # dialect_impl: the dialect's own variant of each type (SQLite's DATETIME string format), as a
+    # compiled statement uses; the generic type's processor would leave datetimes to the driver.
+    return sql, tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+
+
+async def sqlite_insert_rows(connection: AsyncConnection, table: Any, rows: list[dict[str, Any]],
+                             constants: tuple[str, ...] = ()) -> None:
+    """SQLite: insert ``rows`` (same keys in each) with the driver's executemany.
+
+    The values are bound exactly as a Core ``insert(table)`` binds them (each column type's own
+    SQLAlchemy bind processor), column by column, and once only for the ``constants``: columns
+    holding the very same value on every row (a batch's learner, provider and timestamps). Core's
+    per-row parameter processing of the same executemany cost more than SQLite's insert itself
+    (BENCHMARKS.md, ingest).
+    """
+    first = rows[0]
+    names = tuple(first)
+    if any(row.keys() != first.keys() for row in rows):
+        raise ValueError("sqlite_insert_rows: every row needs the same columns")
+    sql, processors = _sqlite_insert_plan(table, names, connection.dialect)
+    columns: list[Any] = []
+    for name, process in zip(names, processors, strict=True):
+        if name in constants and all(row[name] is first[name] for row in rows):
+            columns.append(repeat(process(first[name]) if process else first[name], len(rows)))
+        elif process is None:
+            columns.append([row[name] for row in rows])
+        else:
+            columns.append([process(row[name]) for row in rows])
+    await connection.exec_driver_sql(sql, list(zip(*columns)))

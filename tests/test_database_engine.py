@@ -1,4 +1,5 @@
-"""The hub's PostgreSQL connections carry the configured plan_cache_mode (hub/db.py::make_engine)."""
+"""The database layer: PostgreSQL connections carry the configured plan_cache_mode, and SQLite batch
+inserts bind values exactly as Core does (hub/db.py)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,86 @@ def test_an_unknown_mode_is_a_configuration_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("KINFOLIO_DATABASE_PLAN_CACHE_MODE", "fastest")
     with pytest.raises(ValidationError, match="database_plan_cache_mode"):
         Settings()
+
+
+# -- SQLite: hub.db.sqlite_insert_rows stores what a Core insert stores ------------------------
+
+async def _sqlite_with_parents(tmp_path):  # type: ignore[no-untyped-def]
+    from uuid import uuid4
+
+    from hub import migrate
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'rows.db'}")
+    await migrate.upgrade(engine)
+    learner, provider = uuid4(), uuid4()
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO learner (id, given_name, family_name, date_of_birth, created_at) "
+                                "VALUES (:id, 'A', 'B', '2012-01-01', '2026-01-01 00:00:00.000000')"), {"id": learner.hex})
+        await conn.execute(text("INSERT INTO provider (id, name, kind, created_at) "
+                                "VALUES (:id, 'P', 'app', '2026-01-01 00:00:00.000000')"), {"id": provider.hex})
+    return engine, learner, provider
+
+
+def _activity_rows(learner, provider, prefix: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta, timezone
+
+    now = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    rows = []
+    for n in range(4):
+        rows.append({
+            "learner_id": learner, "provider_id": provider, "source_id": f"{prefix}-{n}", "content_hash": "h" * 64,
+            "created_at": now, "updated_at": now, "verb_id": "http://adlnet.gov/expapi/verbs/completed",
+            "verb_display": "completed", "object_id": f"https://lms.example.org/a/{n}",
+            "object_name": None if n % 2 else "Unit", "object_type": None,
+            "result_score_scaled": [None, 0.5, 1.0, -0.25][n], "result_score_raw": [None, 5, 7.5, None][n],
+            "result_score_min": None, "result_score_max": None, "result_success": [None, True, False, True][n],
+            "result_completion": [False, None, True, None][n], "result_duration": "PT5M" if n else None,
+            # Offsets other than UTC (stored in UTC), and whole seconds (no microseconds to print).
+            "timestamp": now.astimezone(timezone(timedelta(hours=-5 + n))).replace(microsecond=0 if n % 2 else 7) - timedelta(days=n),
+        })
+    return rows
+
+
+async def test_sqlite_insert_rows_stores_exactly_what_core_insert_stores(tmp_path) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from hub.db import sqlite_insert_rows
+    from hub.records.models import Activity
+
+    engine, learner, provider = await _sqlite_with_parents(tmp_path)
+    try:
+        core, fast = _activity_rows(learner, provider, "core"), _activity_rows(learner, provider, "fast")
+        # One row's created_at is another object: a "constant" column that is not constant is bound per row.
+        for rows in (core, fast):
+            rows[2]["created_at"] = rows[2]["created_at"] - timedelta(hours=1)
+        async with engine.begin() as conn:
+            await conn.execute(insert(Activity.__table__), core)
+            await sqlite_insert_rows(conn, Activity.__table__, fast, ("learner_id", "provider_id", "created_at", "updated_at"))
+        async with engine.connect() as conn:
+            stored = {row.source_id: row._asdict() for row in await conn.execute(text("SELECT * FROM activity"))}
+        assert len(stored) == 8
+        for n in range(4):
+            as_core = {k: v for k, v in stored[f"core-{n}"].items() if k not in ("id", "source_id")}
+            as_fast = {k: v for k, v in stored[f"fast-{n}"].items() if k not in ("id", "source_id")}
+            assert as_fast == as_core  # the stored values themselves (strings, integers), not re-read objects
+        assert stored["fast-2"]["created_at"] != stored["fast-1"]["created_at"]
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_insert_rows_refuses_rows_with_different_columns(tmp_path) -> None:
+    from hub.db import sqlite_insert_rows
+    from hub.records.models import Activity
+
+    engine, learner, provider = await _sqlite_with_parents(tmp_path)
+    try:
+        rows = _activity_rows(learner, provider, "x")
+        del rows[1]["object_type"]
+        async with engine.begin() as conn:
+            with pytest.raises(ValueError, match="same columns"):
+                await sqlite_insert_rows(conn, Activity.__table__, rows)
+            assert (await conn.execute(text("SELECT count(*) FROM activity"))).scalar_one() == 0
+    finally:
+        await engine.dispose()

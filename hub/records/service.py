@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Allowed, get_section
 from schemas import records as record_schemas
-from hub.db import unnest_params, unnest_select
+from hub.db import sqlite_insert_rows, unnest_params, unnest_select
 from hub.records.crypto import DataKey, FieldContext, UnreadableData
 from hub.records.keys import DataKeys
 from hub.records.models import (
@@ -287,10 +287,14 @@ async def contribute_entries(
         await _insert_activities_with_changes(session, inserts, learner_id, provider_id, now)
     elif inserts:
         # SQLite: the change-feed rows come from the rows themselves (_log_created_after).
-        after_id = await _max_id(session, model) if session.get_bind().dialect.name == "sqlite" else None
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        after_id = await _max_id(session, model) if sqlite else None
         if model is SectionEntry:
             # Low-volume generic sections: the ORM maps `section_name` to its column.
             await session.execute(insert(model), inserts)
+        elif sqlite:
+            # The driver's executemany, values bound column-wise (hub.db.sqlite_insert_rows).
+            await sqlite_insert_rows(await session.connection(), model.__table__, inserts, BATCH_CONSTANTS)
         else:
             # A Core INSERT on the table (not the ORM entity): the driver's executemany with one
             # small prepared statement. The ORM-enabled form rendered one INSERT with 1,000 VALUES
@@ -310,14 +314,14 @@ async def contribute_entries(
 
 
 # Columns that hold the same value on every row of a batch: bound once, not as arrays.
-_BATCH_CONSTANTS = ("learner_id", "provider_id", "created_at", "updated_at")
+BATCH_CONSTANTS = ("learner_id", "provider_id", "created_at", "updated_at")
 
 
 @lru_cache(maxsize=8)
 def _activities_with_changes_statement(names: tuple[str, ...]) -> Any:
     table = Activity.__table__
     return text(
-        f"WITH new_rows AS (INSERT INTO {table.name} ({', '.join(_BATCH_CONSTANTS + names)}) "
+        f"WITH new_rows AS (INSERT INTO {table.name} ({', '.join(BATCH_CONSTANTS + names)}) "
         "SELECT CAST(:learner_id AS uuid), CAST(:provider_id AS uuid), CAST(:now AS timestamptz), "
         f"CAST(:now AS timestamptz), c.* FROM ({unnest_select(table, list(names), 'c')}) AS c RETURNING id, source_id) "
         f"INSERT INTO {RecordChange.__table__.name} (learner_id, provider_id, section, entry_id, source_id, op, at) "
@@ -338,7 +342,7 @@ async def _insert_activities_with_changes(
     The rows are contribute_entries' inserts: learner, provider and both timestamps are the
     batch's own, so they are bound once instead of as 1,000-element arrays.
     """
-    names = tuple(name for name in rows[0] if name not in _BATCH_CONSTANTS)
+    names = tuple(name for name in rows[0] if name not in BATCH_CONSTANTS)
     params = unnest_params(rows, list(names), "c")
     await session.execute(_activities_with_changes_statement(names),
                           {**params, "learner_id": learner_id, "provider_id": provider_id, "now": now})
