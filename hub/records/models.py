@@ -157,8 +157,10 @@ class RecordChange(Base):
 
     No foreign keys: a change row is only ever written in the same statement as the entry it
     describes, whose own foreign keys already check the learner and the provider. Checking them
-    again cost PostgreSQL two trigger calls per change (about 20 ms per 1,000, BENCHMARKS.md);
-    erasing a learner deletes their changes explicitly (``hub.people.service.delete_learner``).
+    again cost PostgreSQL two trigger calls per change (about 20 ms per 1,000, BENCHMARKS.md).
+    Erasing a learner deletes their changes explicitly (``hub.people.service.delete_learner``),
+    and ``log_changes``, which writes changes without an entry insert beside them, locks the
+    learner row once per call as the key check did per row.
     """
 
     __tablename__ = "record_change"

@@ -392,8 +392,19 @@ async def log_changes(
     *, session: AsyncSession, section: str, learner_id: UUID, provider_id: UUID, entries: Sequence[tuple[int, str]],
     op: str, now: datetime,
 ) -> None:
-    """Append change-feed rows for entries (id, source id) of one learner, section and contributor."""
+    """Append change-feed rows for entries (id, source id) of one learner, section and contributor.
+
+    ``record_change`` has no foreign keys (see ``RecordChange``); what the per-row key checks did
+    is done here once per call: the learner row is locked FOR KEY SHARE (PostgreSQL; SQLite's
+    writers are serialised anyway), so an erasure waits for this transaction and then deletes these
+    rows too; if the learner was erased since this request resolved them, nothing is logged.
+    """
     if entries:
+        from hub.people.models import Learner
+
+        learner = select(Learner.id).where(Learner.id == learner_id).with_for_update(key_share=True)
+        if (await session.execute(learner)).first() is None:
+            return
         await session.execute(insert(RecordChange), [
             {"learner_id": learner_id, "provider_id": provider_id, "section": section, "entry_id": entry_id,
              "source_id": source_id, "op": op, "at": now}

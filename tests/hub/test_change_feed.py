@@ -152,3 +152,23 @@ async def test_erasing_a_learner_takes_their_changes_and_later_changes_still_rea
     await gql(client, token_w, RECORD_ACTIVITIES, {"learner": learner_id_for(stays, writer), "items": [activity(7)]})
     more, _ = await drain(client, token_r, after=cursor)
     assert [(n["op"], n["learnerId"], n["sourceId"]) for n in more] == [("created", learner_id_for(stays, reader), "act-7")]
+
+
+async def test_no_change_is_logged_for_a_learner_erased_meanwhile(engine):
+    """A write that resolved the learner before an erasure committed logs nothing after it (the
+    foreign key used to refuse such rows; log_changes checks, and on PostgreSQL locks, instead)."""
+    from hub.db import make_sessionmaker
+    from hub.people.service import delete_learner
+    from hub.records.service import log_changes
+    from hub.db import utcnow
+
+    family = await make_family(engine)
+    provider = await make_provider(engine, "Late", ["activities:contribute"])
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session, session.begin():
+        assert await delete_learner(session=session, learner_id=family.learner_id) is True
+    async with sessions() as session, session.begin():
+        await log_changes(session=session, section="activities", learner_id=family.learner_id,
+                          provider_id=provider.provider_id, entries=[(1, "act-1")], op="updated", now=utcnow())
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(RecordChange.id).where(RecordChange.learner_id == family.learner_id))).all() == []
