@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import Allowed, get_section
 from schemas import records as record_schemas
 from hub.db import sqlite_insert_rows, unnest_params, unnest_select
+from hub.people.models import Learner
 from hub.records.crypto import DataKey, FieldContext, UnreadableData
 from hub.records.keys import DataKeys
 from hub.records.models import (
@@ -400,8 +401,6 @@ async def log_changes(
     rows too; if the learner was erased since this request resolved them, nothing is logged.
     """
     if entries:
-        from hub.people.models import Learner
-
         learner = select(Learner.id).where(Learner.id == learner_id).with_for_update(key_share=True)
         if (await session.execute(learner)).first() is None:
             return
