@@ -8,7 +8,10 @@ from collections import Counter
 from sqlalchemy import select
 
 from consent import Action
+from hub.db import make_sessionmaker, utcnow
+from hub.people.service import delete_learner
 from hub.records.models import RecordChange
+from hub.records.service import log_changes
 from tests.factories import RECORD_ACTIVITIES, activity, get_token, gql, grant, learner_id_for, make_family, make_provider
 
 FEED = """query($after: String, $first: Int!, $sections: [String!]) {
@@ -127,9 +130,6 @@ async def test_erasing_a_learner_takes_their_changes_and_later_changes_still_rea
     """Erasure deletes the learner's change rows (no foreign key does it, see RecordChange), and
     the ids those rows held are never handed out again: a reader whose cursor had passed them
     still sees every later change (a plain SQLite rowid reused them and the reader missed these)."""
-    from hub.db import make_sessionmaker
-    from hub.people.service import delete_learner
-
     stays, leaves = await make_family(engine, "a@example.org"), await make_family(engine, "b@example.org")
     writer = await make_provider(engine, "Writer", ["activities:contribute"])
     reader = await make_provider(engine, "Reader", ["activities:read"])
@@ -157,10 +157,6 @@ async def test_erasing_a_learner_takes_their_changes_and_later_changes_still_rea
 async def test_no_change_is_logged_for_a_learner_erased_meanwhile(engine):
     """A write that resolved the learner before an erasure committed logs nothing after it (the
     foreign key used to refuse such rows; log_changes checks, and on PostgreSQL locks, instead)."""
-    from hub.db import make_sessionmaker
-    from hub.people.service import delete_learner
-    from hub.records.service import log_changes
-    from hub.db import utcnow
 
     family = await make_family(engine)
     provider = await make_provider(engine, "Late", ["activities:contribute"])
