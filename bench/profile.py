@@ -57,6 +57,7 @@ async def main() -> None:
     build = hub.app.build_schema
     hub.app.build_schema = lambda s: schemas.append(build(s)) or schemas[-1]  # type: ignore[assignment]
     app = create_app(settings)
+    hub.app.freeze_startup_heap()  # as the server process does at startup (hub.asgi)
     bench = manifest.providers[0]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8150") as http:
         token = (await http.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": bench.client_id,

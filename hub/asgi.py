@@ -2,4 +2,5 @@
 
 from hub.app import create_app
 
-app = create_app()
+# The one process-wide app of a server: its startup heap is frozen (hub.app.freeze_startup_heap).
+app = create_app(freeze_heap_at_startup=True)
