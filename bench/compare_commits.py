@@ -7,8 +7,9 @@
 Starts the hub (uvicorn, one worker) from each checkout in turn, on the database and manifest a
 previous ``make bench`` generated under data/bench/, and measures with one client: for ``read``
 the profile read (``--seconds`` per round), for ``ingest`` ``--batches`` new ``recordActivities``
-batches of 1,000; p50 latency and the server process's CPU time per request (from /proc, so the
-client's and the database server's CPU are not counted). Rounds alternate the two checkouts so that both
+batches of 1,000; p50 latency, throughput and the server process's CPU time per request (from
+/proc, so the client's and the database server's CPU are not counted). ``--clients N`` sends from N
+concurrent clients (default 1): throughput under contention, e.g. SQLite's single write lock. Rounds alternate the two checkouts so that both
 see the same machine; medians and their ratio are printed. This machine's speed drifts by ±30 %
 within minutes, so only the ratio of interleaved rounds carries over (BENCHMARKS.md).
 """
@@ -51,7 +52,7 @@ def _workload(what: str, manifest: Manifest, batches: int) -> tuple[list[bytes],
             for i in range(batches)], "recordActivities"
 
 
-async def _measure(checkout: Path, url: str, manifest: Manifest, port: int, args: argparse.Namespace) -> tuple[float, float]:
+async def _measure(checkout: Path, url: str, manifest: Manifest, port: int, args: argparse.Namespace) -> tuple[float, float, float]:
     work = ROOT / "data" / "bench"
     env = server_env(database_url=url, data_dir=work, issuer_port=port, pseudonym_key_hex=PSEUDONYM_KEY_HEX)
     warm_up, _ = _workload(args.what, manifest, 2)
@@ -74,11 +75,11 @@ async def _measure(checkout: Path, url: str, manifest: Manifest, port: int, args
                           duration=None if args.what == "ingest" else 1.0, send=sender(warm_up))
         cpu0 = _process_cpu_seconds(proc.pid)
         if args.what == "ingest":
-            result = await closed_loop(HOST, port, 1, requests=len(bodies), send=sender(bodies))
+            result = await closed_loop(HOST, port, args.clients, requests=len(bodies), send=sender(bodies))
         else:
-            result = await closed_loop(HOST, port, 1, duration=args.seconds, send=sender(bodies))
+            result = await closed_loop(HOST, port, args.clients, duration=args.seconds, send=sender(bodies))
         cpu = _process_cpu_seconds(proc.pid) - cpu0
-    return result.p50_ms, cpu / len(result.latencies) * 1000
+    return result.p50_ms, cpu / len(result.latencies) * 1000, result.rate
 
 
 async def main() -> None:
@@ -91,6 +92,7 @@ async def main() -> None:
     p.add_argument("--port", type=int, default=8190)
     p.add_argument("--what", choices=["read", "ingest"], default="read")
     p.add_argument("--batches", type=int, default=10, help="ingest: batches of 1,000 per round")
+    p.add_argument("--clients", type=int, default=1, help="concurrent clients")
     args = p.parse_args()
     work = ROOT / "data" / "bench"
     url, manifest_path = bench_database(args.database, args.pg_url, work)
@@ -98,18 +100,19 @@ async def main() -> None:
         raise SystemExit(f"no benchmark data at {manifest_path}: run `make bench` (or python -m bench --only read) first")
     manifest = Manifest.from_json(manifest_path.read_text())
     checkouts = {"this": ROOT, "base": args.base.resolve()}
-    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in checkouts}
+    figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in checkouts}
     for round_ in range(args.rounds):
         for name, checkout in checkouts.items():
-            p50, cpu = await _measure(checkout, url, manifest, args.port, args)
-            figures[name].append((p50, cpu))
-            print(f"round {round_ + 1} {name:4} p50 {p50:6.2f} ms  server CPU {cpu:6.2f} ms/request ({args.what})", flush=True)
-    medians = {name: (statistics.median(f[0] for f in rows), statistics.median(f[1] for f in rows))
-               for name, rows in figures.items()}
-    for name, (p50, cpu) in medians.items():
-        print(f"median {name:4} ({checkouts[name]}): p50 {p50:.2f} ms, server CPU {cpu:.2f} ms/request")
-    print(f"this/base: p50 {medians['this'][0] / medians['base'][0]:.2f}, "
-          f"server CPU {medians['this'][1] / medians['base'][1]:.2f} ({args.what}, {args.database}, {args.rounds} interleaved rounds)")
+            p50, cpu, rate = await _measure(checkout, url, manifest, args.port, args)
+            figures[name].append((p50, cpu, rate))
+            print(f"round {round_ + 1} {name:4} p50 {p50:6.2f} ms  server CPU {cpu:6.2f} ms/request  "
+                  f"{rate:7.1f} requests/s ({args.what}, {args.clients} client(s))", flush=True)
+    medians = {name: tuple(statistics.median(f[i] for f in rows) for i in range(3)) for name, rows in figures.items()}
+    for name, (p50, cpu, rate) in medians.items():
+        print(f"median {name:4} ({checkouts[name]}): p50 {p50:.2f} ms, server CPU {cpu:.2f} ms/request, {rate:.1f} requests/s")
+    this, base = medians["this"], medians["base"]
+    print(f"this/base: p50 {this[0] / base[0]:.2f}, server CPU {this[1] / base[1]:.2f}, throughput {this[2] / base[2]:.2f} "
+          f"({args.what}, {args.database}, {args.clients} client(s), {args.rounds} interleaved rounds)")
 
 
 if __name__ == "__main__":
