@@ -22,6 +22,8 @@ class Connection:
         self.host, self.port = host, port
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # The last response's `Server-Timing: app;dur=<ms>` (hub/server_timing.py), if it had one.
+        self.server_ms: float | None = None
 
     async def _open(self) -> None:
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port, limit=2**24)
@@ -39,6 +41,7 @@ class Connection:
             raise ConnectionError("server closed the connection")
         status = int(status_line.split()[1])
         length, chunked, close = None, False, False
+        self.server_ms = None
         while True:
             line = await self._reader.readline()
             if line in (b"\r\n", b""):
@@ -51,6 +54,8 @@ class Connection:
                 chunked = True
             elif name == "connection" and "close" in value.lower():
                 close = True
+            elif name == "server-timing":
+                self.server_ms = server_timing_ms(value)
         if chunked:
             parts = []
             while True:
@@ -71,6 +76,21 @@ class Connection:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def server_timing_ms(header: str, metric: str = "app") -> float | None:
+    """The ``dur`` of one metric of a ``Server-Timing`` header value (W3C Server Timing)."""
+    for entry in header.split(","):
+        name, *params = (part.strip() for part in entry.split(";"))
+        if name == metric:
+            for param in params:
+                key, _, value = param.partition("=")
+                if key.strip() == "dur":
+                    try:
+                        return float(value.strip().strip('"'))
+                    except ValueError:
+                        return None
+    return None
 
 
 def graphql_body(query: str, variables: dict[str, Any] | None = None) -> bytes:
@@ -103,6 +123,7 @@ class LoadResult:
     seconds: float
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests
     errors: int = 0
+    server_ms: list[float] = field(default_factory=list)  # Server-Timing of successful requests that had one
 
     @property
     def rate(self) -> float:
@@ -118,6 +139,10 @@ class LoadResult:
     def p50_ms(self) -> float:
         return statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
 
+    @property
+    def server_p50_ms(self) -> float:
+        return statistics.median(self.server_ms) if self.server_ms else float("nan")
+
 
 async def closed_loop(
     host: str, port: int, concurrency: int, *, duration: float | None = None, requests: int | None = None,
@@ -129,6 +154,7 @@ async def closed_loop(
     ``duration`` seconds or ``requests`` requests in total.
     """
     latencies: list[float] = []
+    server_ms: list[float] = []
     errors = 0
     counter = 0
     started = time.perf_counter()
@@ -149,10 +175,12 @@ async def closed_loop(
                 ok = await send(conn, i)
                 if ok:
                     latencies.append(time.perf_counter() - t0)
+                    if conn.server_ms is not None:
+                        server_ms.append(conn.server_ms)
                 else:
                     errors += 1
         finally:
             conn.close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return LoadResult(seconds=time.perf_counter() - started, latencies=latencies, errors=errors)
+    return LoadResult(seconds=time.perf_counter() - started, latencies=latencies, errors=errors, server_ms=server_ms)

@@ -30,6 +30,8 @@ def server_env(*, database_url: str, data_dir: Path, issuer_port: int, pseudonym
         "KINFOLIO_PSEUDONYM_KEY_HEX": pseudonym_key_hex,
         "KINFOLIO_DATABASE_POOL_SIZE": str(pool_size),
         "KINFOLIO_BENCHMARK_BYPASS_CONSENT": "1" if bypass_consent else "0",
+        # Server time per response (hub/server_timing.py), reported beside the client's round trip.
+        "KINFOLIO_SERVER_TIMING": "1",
         # The load generators are one client each: the per-client limiter (100/s by default) would
         # answer 429 once refusals get cheap (the revocation run) and measure the limiter instead.
         "KINFOLIO_RATE_LIMIT_PER_MINUTE": "100000000",

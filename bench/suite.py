@@ -258,23 +258,32 @@ async def bench_profile_read(t: Target) -> list[Row]:
     bodies = [graphql_body(PROFILE_QUERY, {"id": p}) for p in t.manifest.sample_learners[8:]]
     tokens = {t.port: await t.token(t.port), t.bypass_port: await t.token(t.bypass_port)}
     p50s: dict[int, list[float]] = {t.port: [], t.bypass_port: []}
+    server_p50s: list[float] = []
     rates: dict[int, list[float]] = {t.port: [], t.bypass_port: []}
     await _read_run(t, t.port, tokens[t.port], bodies, 4, 1.0)  # warm-up (connections, caches)
     for _ in range(t.repeats):
         for port in (t.port, t.bypass_port):
             single = await _read_run(t, port, tokens[port], bodies, 1, t.duration / 2)
             p50s[port].append(single.p50_ms)
+            if port == t.port:
+                server_p50s.append(single.server_p50_ms)
             loaded = await _read_run(t, port, tokens[port], bodies, t.concurrency, t.duration)
             rates[port].append(loaded.rate)
     p50, rate = _median(p50s[t.port]), _median(rates[t.port])
     p50_x, rate_x = _median(p50s[t.bypass_port]), _median(rates[t.bypass_port])
+    # The target is server time (Server-Timing, measured by the hub from request to response
+    # start); the client's round trip adds the HTTP parsing on both sides and the loopback.
+    server_p50 = _median(server_p50s)
     overhead = rate_x / rate - 1
     size = f"{t.manifest.activities:,} activities"
     return [
-        Row("2 profile read", t.database, f"p50 {p50:.2f} ms (1 client); {rate:,.0f} req/s ({t.concurrency} clients)",
-            f"db {size}", "p50 <= 5 ms, >= 500 req/s, >= 10M activities",
-            _yes(p50 <= 5 and rate >= 500 and t.manifest.activities >= 10_000_000) + ("" if t.manifest.activities >= 10_000_000 else " (db < 10M)"),
-            {"p50_ms": p50s[t.port], "rate": rates[t.port], "activities": t.manifest.activities}),
+        Row("2 profile read", t.database,
+            f"p50 server {server_p50:.2f} ms, round trip {p50:.2f} ms (1 client); {rate:,.0f} req/s ({t.concurrency} clients)",
+            f"db {size}", "p50 <= 5 ms (server), >= 500 req/s, >= 10M activities",
+            " / ".join((f"p50 {_yes(server_p50 <= 5)}", f"req/s {_yes(rate >= 500)}",
+                        f"size {_yes(t.manifest.activities >= 10_000_000)}")),
+            {"p50_ms": p50s[t.port], "server_p50_ms": server_p50s, "rate": rates[t.port],
+             "activities": t.manifest.activities}),
         Row("3 consent overhead (read)", t.database, f"{overhead:+.1%} throughput; p50 {p50:.2f} vs {p50_x:.2f} ms",
             f"bypass {rate_x:,.0f} vs {rate:,.0f} req/s", "<= 15%", _yes(overhead <= 0.15),
             {"bypass_p50_ms": p50s[t.bypass_port], "bypass_rate": rates[t.bypass_port]}),

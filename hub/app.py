@@ -27,6 +27,7 @@ from hub.oauth.keys import SigningKeys, load_signing_keys
 from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
 from hub.records.crypto import KeyRing
+from hub.server_timing import ServerTimingMiddleware
 from hub.web.accounts import router as accounts_router
 from hub.web.authorize import router as authorize_router
 from hub.xapi.routes import router as xapi_router
@@ -128,6 +129,8 @@ def create_app(
         same_site="lax",
         https_only=settings.uses_tls,
     )
+    if settings.server_timing:
+        app.add_middleware(ServerTimingMiddleware)  # outside the session middleware: times it too
     app.include_router(oauth_router)
     app.include_router(credentials_router)
     app.include_router(authorize_router)

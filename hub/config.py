@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     # query, consent.decide and the disclosure-log row, so `make bench` can measure what they
     # cost. Refused below when environment is production; never set it anywhere else.
     benchmark_bypass_consent: bool = False
+    # `Server-Timing: app;dur=<ms>` on every response (hub/server_timing.py): for measuring; off
+    # by default because timings can tell a caller more than the answer does.
+    server_timing: bool = False
 
     # Connectors (connectors/README.md): run due `kinfolio sync schedule`s inside the hub process.
     embedded_worker: bool = False
