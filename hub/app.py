@@ -23,6 +23,7 @@ from hub.graphql.context import get_context
 from hub.graphql.limits import RateLimited, RateLimiter
 from hub.graphql.schema import build_schema
 from hub.hostapi.routes import clr_router, ob_router, privacy_router
+from hub.oauth.bearer import AccessTokenVerifier
 from hub.oauth.keys import SigningKeys, load_signing_keys
 from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
@@ -57,6 +58,7 @@ class HubState:
     auth_server: KinfolioAuthorizationServer
     rate_limiter: RateLimiter
     keyring: KeyRing
+    access_tokens: AccessTokenVerifier
 
 
 def freeze_startup_heap() -> None:
@@ -113,6 +115,7 @@ def create_app(
         auth_server=KinfolioAuthorizationServer(settings, keys),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         keyring=key_ring(settings),
+        access_tokens=AccessTokenVerifier(keys, issuer=settings.issuer, audience=settings.audience),
     )
 
     @app.exception_handler(RateLimited)

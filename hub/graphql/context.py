@@ -78,13 +78,7 @@ async def get_context(request: Request) -> AsyncIterator[Context]:
     hub = request.app.state.hub
     async with hub.sessions() as session:
         try:
-            token = await authenticate(
-                session,
-                request.headers.get("authorization"),
-                public_keys=hub.signing_keys.public,
-                issuer=hub.settings.issuer,
-                audience=hub.settings.audience,
-            )
+            token = await authenticate(session, request.headers.get("authorization"), hub.access_tokens)
         except BearerError as error:
             raise HTTPException(
                 status_code=error.status,

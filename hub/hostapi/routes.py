@@ -98,9 +98,7 @@ async def _protected(request: Request, binding: str, handler: Handler) -> Respon
     hub = request.app.state.hub
     async with hub.sessions() as session:
         try:
-            token = await authenticate(session, request.headers.get("authorization"),
-                                       public_keys=hub.signing_keys.public, issuer=hub.settings.issuer,
-                                       audience=hub.settings.audience)
+            token = await authenticate(session, request.headers.get("authorization"), hub.access_tokens)
         except BearerError as error:
             minor = "forbidden" if error.status == 403 else "unauthorizedrequest"
             return status_info(error.status, minor, str(error), {"WWW-Authenticate": error.challenge})

@@ -16,7 +16,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.oauth.keys import ALGORITHM
+from hub.oauth.keys import ALGORITHM, SigningKeys
 from hub.oauth.models import IssuedToken
 from hub.providers.models import OAuthClient
 
@@ -103,12 +103,49 @@ def verify_jwt(token: str, *, public_keys: KeySet, issuer: str, audience: str, n
     return decoded.claims
 
 
-async def authenticate(
-    session: AsyncSession, authorization: str | None, *, public_keys: KeySet, issuer: str, audience: str
-) -> TokenContext:
-    claims = verify_jwt(
-        bearer_token_from_header(authorization), public_keys=public_keys, issuer=issuer, audience=audience
-    )
+class AccessTokenVerifier:
+    """``verify_jwt`` for this hub's keys, issuer and audience, remembering tokens it has verified.
+
+    Checking a token's ES256 signature and claims was ~6 % of a minimal API request's CPU
+    (BENCHMARKS.md, "token verification"), repeated for the same token on every request of a sync
+    job. For one token string and one set of verification keys the answer can only change with
+    time, at ``exp`` (``iat`` and ``nbf`` that passed once pass later), so a verified token's claims
+    are kept until ``exp`` plus the leeway and are refused after it, as ``verify_jwt`` would. A
+    change of the key set (rotation, retirement) forgets everything. Revocation and disabled
+    clients are unaffected: ``authenticate`` reads the token row on every request. Only tokens that
+    verified are kept (a forged one costs a full check every time), at most ``max_entries``,
+    oldest out first.
+    """
+
+    def __init__(self, signing_keys: SigningKeys, *, issuer: str, audience: str, max_entries: int = 10_000) -> None:
+        self._signing_keys = signing_keys  # `.public`: the live verification keys
+        self.issuer, self.audience = issuer, audience
+        self._max_entries = max_entries
+        self._keys: KeySet | None = None
+        self._verified: dict[str, tuple[dict, float]] = {}  # token -> (claims, valid until)
+
+    def verify(self, token: str, now: float | None = None) -> dict:
+        now = time.time() if now is None else now
+        keys = self._signing_keys.public
+        if keys is not self._keys:
+            self._verified.clear()
+            self._keys = keys
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            claims, valid_until = remembered
+            if now <= valid_until:
+                return claims
+            del self._verified[token]
+        claims = verify_jwt(token, public_keys=keys, issuer=self.issuer, audience=self.audience, now=now)
+        if len(self._verified) >= self._max_entries:
+            del self._verified[next(iter(self._verified))]
+        # joserfc refuses once exp < now - leeway (RFC 7519 §4.1.4 with the leeway of verify_jwt).
+        self._verified[token] = (claims, float(claims["exp"]) + LEEWAY_SECONDS)
+        return claims
+
+
+async def authenticate(session: AsyncSession, authorization: str | None, tokens: AccessTokenVerifier) -> TokenContext:
+    claims = tokens.verify(bearer_token_from_header(authorization))
     # The token row makes revocation and client disabling take effect before `exp`. Read through
     # Core (plain columns, no ORM compile state) with a statement built once: every API request
     # pays it.

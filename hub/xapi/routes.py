@@ -53,10 +53,7 @@ async def post_statements(request: Request) -> JSONResponse:
         return _error(400, "X-Experience-API-Version 1.0.x is required (xAPI 1.0.3 Communication §3.3)")
     async with hub.sessions() as session:
         try:
-            token = await authenticate(
-                session, request.headers.get("authorization"), public_keys=hub.signing_keys.public,
-                issuer=hub.settings.issuer, audience=hub.settings.audience,
-            )
+            token = await authenticate(session, request.headers.get("authorization"), hub.access_tokens)
         except BearerError as error:
             return JSONResponse({"error": error.error or "unauthorized", "error_description": str(error)},
                                 status_code=error.status, headers={**_HEADERS, "WWW-Authenticate": error.challenge})

@@ -105,6 +105,7 @@ async def test_repeated_parameters_and_wrong_content_type_are_refused(client, pr
 
 async def test_disabled_client_cannot_get_tokens_and_its_tokens_stop_working(client, engine, provider):
     token = await get_token(client, provider)
+    assert (await gql(client, token, QUERY)).status_code == 200  # verified and remembered
     async with engine.begin() as conn:
         await conn.execute(update(OAuthClient).values(disabled_at=datetime.now(UTC)))
     assert (await gql(client, token, QUERY)).status_code == 401
@@ -139,6 +140,8 @@ async def test_missing_or_malformed_authorization_is_401_with_challenge(client):
 
 async def test_expired_token_is_401(client, provider, settings, monkeypatch):
     token = await get_token(client, provider)
+    # Used first, so the hub has verified and remembered it (AccessTokenVerifier).
+    assert (await gql(client, token, QUERY)).status_code == 200
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + settings.access_token_ttl_seconds + 60)
     response = await gql(client, token, QUERY)
@@ -194,6 +197,7 @@ async def test_unregistered_or_revoked_jti_is_401(client, provider, app, engine)
     token = await get_token(client, provider)
     unknown = _sign({**_claims(token), "jti": "never-issued"}, app.state.hub.signing_keys.private)
     assert (await gql(client, unknown, QUERY)).status_code == 401
+    assert (await gql(client, token, QUERY)).status_code == 200  # verified and remembered
     async with engine.begin() as conn:
         await conn.execute(update(IssuedToken).values(revoked_at=datetime.now(UTC)))
     assert (await gql(client, token, QUERY)).status_code == 401
@@ -231,3 +235,59 @@ async def test_metadata_document(client):
     assert body["code_challenge_methods_supported"] == ["S256"]  # RFC 9700 §2.1.1: never plain
     assert body["response_types_supported"] == ["code"]
     assert "badges:read" in body["scopes_supported"]
+
+
+# -- remembered verification (hub.oauth.bearer.AccessTokenVerifier) ---------------------------
+
+
+def _verifier_and_token(tmp_path, ttl: int = 300, **overrides):  # type: ignore[no-untyped-def]
+    from hub.oauth.bearer import AccessTokenVerifier
+    from hub.oauth.keys import SigningKeys
+
+    keys = SigningKeys(generate_private_pem(), tmp_path / "ring.json")
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "c", "client_id": "c", "iat": now, "exp": now + ttl, "jti": "j",
+              **overrides}
+    return AccessTokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE), keys, _sign(claims, keys.private), now
+
+
+def test_a_remembered_token_is_refused_once_it_expires(tmp_path):  # type: ignore[no-untyped-def]
+    from hub.oauth.bearer import LEEWAY_SECONDS, BearerError
+
+    verifier, _keys, token, now = _verifier_and_token(tmp_path)
+    assert verifier.verify(token, now=now)["jti"] == "j"
+    assert verifier.verify(token, now=now + 300 + LEEWAY_SECONDS)["jti"] == "j"  # as joserfc: exp + leeway
+    with pytest.raises(BearerError):
+        verifier.verify(token, now=now + 300 + LEEWAY_SECONDS + 1)
+
+
+def test_a_remembered_token_is_refused_once_its_key_is_retired(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    from hub.oauth.bearer import BearerError
+
+    verifier, keys, token, now = _verifier_and_token(tmp_path, ttl=100_000)
+    assert verifier.verify(token, now=now)["jti"] == "j"
+    keys.rotate(now=now)
+    assert verifier.verify(token, now=now)["jti"] == "j"  # the old key is still published
+    monkeypatch.setattr("hub.oauth.keys.time.time", lambda: now + 2000)  # after its retirement
+    with pytest.raises(BearerError):
+        verifier.verify(token, now=now + 2000)
+
+
+def test_only_verified_tokens_are_remembered_and_at_most_max_entries(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    from hub.oauth import bearer
+
+    verifier, keys, token, now = _verifier_and_token(tmp_path)
+    verifier._max_entries = 2
+    checks: list[str] = []
+    real_verify = bearer.verify_jwt
+    monkeypatch.setattr(bearer, "verify_jwt", lambda t, **kw: checks.append(t) or real_verify(t, **kw))
+    forged = _sign(_claims(token), keys_from_pem(generate_private_pem()).private)
+    for _ in range(2):
+        with pytest.raises(bearer.BearerError):
+            verifier.verify(forged, now=now)
+        verifier.verify(token, now=now)
+    assert checks == [forged, token, forged]  # the valid token was checked once, the forged one every time
+    others = [_sign({**_claims(token), "jti": f"j{i}"}, keys.private) for i in range(2)]
+    for other in others:
+        verifier.verify(other, now=now)
+    assert list(verifier._verified) == others  # the oldest went first
