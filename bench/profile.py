@@ -56,10 +56,11 @@ async def main() -> None:
     schemas: list[Any] = []
     build = hub.app.build_schema
     hub.app.build_schema = lambda s: schemas.append(build(s)) or schemas[-1]  # type: ignore[assignment]
-    app = create_app(settings)
-    hub.app.freeze_startup_heap()  # as the server process does at startup (hub.asgi)
+    # As the server process (hub.asgi) runs: its startup (heap frozen, SQLite WAL checkpointed in the background).
+    app = create_app(settings, server_process=True)
     bench = manifest.providers[0]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8150") as http:
+    async with app.router.lifespan_context(app), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8150") as http:
         token = (await http.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": bench.client_id,
                                                        "client_secret": bench.client_secret})).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.middleware.sessions import SessionMiddleware
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.fastapi import GraphQLRouter
 
@@ -29,6 +31,7 @@ from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
 from hub.records.crypto import KeyRing
 from hub.server_timing import ServerTimingMiddleware
+from hub.sqlite_wal import checkpoint_in_background
 from hub.web.accounts import router as accounts_router
 from hub.web.authorize import router as authorize_router
 from hub.xapi.routes import router as xapi_router
@@ -61,6 +64,14 @@ class HubState:
     access_tokens: AccessTokenVerifier
 
 
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
 def freeze_startup_heap() -> None:
     """Move every object alive now out of the cyclic garbage collector's reach (``gc.freeze``).
 
@@ -77,32 +88,41 @@ def freeze_startup_heap() -> None:
 
 
 def create_app(
-    settings: Settings | None = None, engine: AsyncEngine | None = None, *, freeze_heap_at_startup: bool = False
+    settings: Settings | None = None, engine: AsyncEngine | None = None, *, server_process: bool = False
 ) -> FastAPI:
-    """The hub. ``freeze_heap_at_startup``: the server process's entry point (``hub.asgi``) sets it;
-    tests and tools that build many apps in one process must not (their frozen apps would stay)."""
+    """The hub. ``server_process``: this app is its process's server (``hub.asgi`` sets it): the
+    startup heap is frozen, and on SQLite the WAL is checkpointed by a background thread
+    (hub/sqlite_wal.py). Tests and tools that build many apps in one process must not set it
+    (their frozen apps would stay in memory)."""
     settings = settings or get_settings()
     own_engine = engine is None
+    wal_checkpointed = _sqlite_file(settings.resolved_database_url) if server_process and own_engine else None
     engine = engine or make_engine(settings.resolved_database_url, pool_size=settings.database_pool_size,
-                                  plan_cache_mode=settings.database_plan_cache_mode)
+                                  plan_cache_mode=settings.database_plan_cache_mode,
+                                  sqlite_checkpoints_in_background=wal_checkpointed is not None)
     keys = load_signing_keys(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if settings.embedded_worker:  # connectors' scheduler in this process (connectors/schedule.py)
-            import asyncio
-
             from connectors.schedule import worker_loop
 
             stop = asyncio.Event()
             worker = asyncio.create_task(worker_loop(sessions=make_sessionmaker(engine), poll_seconds=settings.worker_poll_seconds, stop=stop))
-        if freeze_heap_at_startup:
+        checkpointer = None
+        if wal_checkpointed is not None:
+            stop_checkpoints = asyncio.Event()
+            checkpointer = asyncio.create_task(checkpoint_in_background(wal_checkpointed, stop_checkpoints))
+        if server_process:
             freeze_startup_heap()
         yield
         if worker is not None:
             stop.set()
             await worker
+        if checkpointer is not None:
+            stop_checkpoints.set()
+            await checkpointer
         if own_engine:
             await engine.dispose()
 

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from hub.sqlite_wal import disable_automatic_checkpoints
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -84,10 +86,15 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, pool_size: int = 10, plan_cache_mode: str = "auto") -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, plan_cache_mode: str = "auto",
+                sqlite_checkpoints_in_background: bool = False) -> AsyncEngine:
+    """``sqlite_checkpoints_in_background``: this engine's connections never checkpoint the WAL;
+    the caller must run ``hub.sqlite_wal.checkpoint_in_background`` (the server process does)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        if sqlite_checkpoints_in_background:
+            event.listen(engine.sync_engine, "connect", lambda connection, _record: disable_automatic_checkpoints(connection))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     connect_args: dict[str, Any] = {}

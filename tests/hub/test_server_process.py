@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import re
 
@@ -10,12 +11,14 @@ import httpx
 from bench.http import server_timing_ms
 from hub.app import create_app
 from hub.config import Settings
+from hub.db import make_engine
+from hub.sqlite_wal import checkpoint_in_background
 from tests.conftest import ISSUER
 
 
 async def test_the_server_entry_point_freezes_its_startup_heap(settings, engine) -> None:  # type: ignore[no-untyped-def]
     assert gc.get_freeze_count() == 0
-    app = create_app(settings, engine, freeze_heap_at_startup=True)
+    app = create_app(settings, engine, server_process=True)
     try:
         async with app.router.lifespan_context(app):
             # Startup objects are out of the cyclic collector's reach; a full collection no longer walks them.
@@ -59,3 +62,64 @@ def test_the_bench_client_reads_one_metric_of_a_server_timing_header() -> None:
     assert server_timing_ms("db;dur=1") is None
     assert server_timing_ms("app") is None
     assert server_timing_ms("app;dur=soon") is None
+
+
+# -- SQLite: WAL checkpoints in the background (hub/sqlite_wal.py) ------------------------------
+
+PAGES = 1500  # rows of ~one page each: past SQLite's automatic checkpoint at 1,000 pages
+
+
+async def _write_pages(engine) -> None:  # type: ignore[no-untyped-def]
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS filler (data BLOB)")
+        await connection.exec_driver_sql("INSERT INTO filler VALUES (?)", [(b"x" * 4000,)] * PAGES)
+
+
+async def test_without_the_server_sqlite_checkpoints_inside_commits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The CLI, tools and tests keep SQLite's default: the commit past 1,000 pages copies them over.
+    path = tmp_path / "default.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        await _write_pages(engine)
+        assert path.stat().st_size > PAGES * 4000
+    finally:
+        await engine.dispose()
+
+
+async def test_the_background_checkpointer_moves_the_wal_into_the_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "background.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}", sqlite_checkpoints_in_background=True)
+    try:
+        await _write_pages(engine)
+        assert path.stat().st_size < PAGES * 4000  # the commit left every page in the WAL
+        stop = asyncio.Event()
+        stop.set()  # one checkpoint, then return
+        await checkpoint_in_background(str(path), stop)
+        assert path.stat().st_size > PAGES * 4000
+    finally:
+        await engine.dispose()
+
+
+async def test_a_failed_checkpoint_is_logged_and_creates_nothing(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    missing = tmp_path / "gone.db"
+    stop = asyncio.Event()
+    stop.set()
+    await checkpoint_in_background(str(missing), stop)
+    assert not missing.exists()
+    assert "WAL checkpoint of" in caplog.text and "failed" in caplog.text
+
+
+async def test_the_sqlite_server_process_checkpoints_while_it_runs(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "server.db"
+    app = create_app(settings.model_copy(update={"database_url": f"sqlite+aiosqlite:///{path}"}), server_process=True)
+    try:
+        async with app.router.lifespan_context(app):
+            await _write_pages(app.state.hub.engine)
+            for _ in range(50):  # the checkpointer runs every CHECKPOINT_EVERY_SECONDS (0.5 s)
+                if path.stat().st_size > PAGES * 4000:
+                    break
+                await asyncio.sleep(0.1)
+            assert path.stat().st_size > PAGES * 4000
+        # Shutdown stopped the checkpointer: the lifespan returned, nothing left running.
+    finally:
+        gc.unfreeze()
