@@ -78,7 +78,7 @@ def freeze_startup_heap() -> None:
     A server process holds a large, long-lived heap (modules, the GraphQL schema, SQLAlchemy's
     metadata and caches) that every full (generation 2) collection walked again, and a
     1,000-entry batch allocates enough surviving containers to trigger one every few requests:
-    ~25 ms per PostgreSQL ingest request, ~40 % of its CPU (BENCHMARKS.md, "gc.freeze").
+    ~25 ms per PostgreSQL ingest request, about half its CPU (BENCHMARKS.md, fifth session, 1).
     Frozen objects are still freed by reference counting; only cycles among them are never
     collected, which for objects built once at startup is what we want. Unreferenced objects are
     collected first, so no garbage is frozen.

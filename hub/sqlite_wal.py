@@ -3,7 +3,7 @@
 By default SQLite checkpoints (copies the WAL back into the database file) inside the COMMIT that
 takes the WAL past 1,000 pages, while that connection still holds the one write lock. A
 1,000-activity batch writes a few hundred pages, so every third or fourth ingest commit paid for a
-checkpoint: commits took 20 ms on average instead of 6 (BENCHMARKS.md, "SQLite checkpoints").
+checkpoint: commits took 20 ms on average instead of 6 (BENCHMARKS.md, fifth session, 3).
 SQLite's documentation names the remedy (https://www.sqlite.org/wal.html, "Automatic
 Checkpoint"): turn automatic checkpoints off on the connections that serve requests and run them
 from a separate thread. A PASSIVE checkpoint takes no lock that readers or writers wait for, and

@@ -107,7 +107,7 @@ class AccessTokenVerifier:
     """``verify_jwt`` for this hub's keys, issuer and audience, remembering tokens it has verified.
 
     Checking a token's ES256 signature and claims was ~6 % of a minimal API request's CPU
-    (BENCHMARKS.md, "token verification"), repeated for the same token on every request of a sync
+    (BENCHMARKS.md, fifth session, 2), repeated for the same token on every request of a sync
     job. For one token string and one set of verification keys the answer can only change with
     time, at ``exp`` (``iat`` and ``nbf`` that passed once pass later), so a verified token's claims
     are kept until ``exp`` plus the leeway and are refused after it, as ``verify_jwt`` would. A
