@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from bench import suite
+from bench.watermark import remove_rows_after, watermark
 from bench.http import closed_loop, get_token, graphql_body, post_graphql
 from bench.servers import HOST, hub_server, server_env
 from hub import migrate
@@ -186,6 +187,7 @@ async def run_database(database: str, args: argparse.Namespace, work: Path, only
                      repeats=args.repeats, duration=args.duration, ingest_batches=args.ingest_batches,
                      concurrency=args.concurrency, data_dir=work, pseudonym_key_hex=PSEUDONYM_KEY_HEX)
     rows: list[suite.Row] = []
+    start = await watermark(engine)
     try:
         async with (
             hub_server(port, server_env(**common), log=work / f"server-{database}.log"),
@@ -208,6 +210,9 @@ async def run_database(database: str, args: argparse.Namespace, work: Path, only
                 print(f"    {row.figure} | {row.ratio}", flush=True)
             rows.extend(new)
     finally:
+        removed = await remove_rows_after(engine, start)
+        if removed:
+            print(f"[{database}] removed the {removed:,} activities this run's ingest benchmarks wrote", flush=True)
         await engine.dispose()
     return rows
 

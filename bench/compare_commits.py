@@ -28,6 +28,8 @@ from bench import suite
 from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
 from bench.http import closed_loop, get_token, graphql_body, post_graphql
 from bench.servers import HOST, hub_server, server_env
+from bench.watermark import remove_rows_after, watermark
+from hub.db import make_engine
 from hub.generate import Manifest
 
 
@@ -101,12 +103,18 @@ async def main() -> None:
     manifest = Manifest.from_json(manifest_path.read_text())
     checkouts = {"this": ROOT, "base": args.base.resolve()}
     figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in checkouts}
-    for round_ in range(args.rounds):
-        for name, checkout in checkouts.items():
-            p50, cpu, rate = await _measure(checkout, url, manifest, args.port, args)
-            figures[name].append((p50, cpu, rate))
-            print(f"round {round_ + 1} {name:4} p50 {p50:6.2f} ms  server CPU {cpu:6.2f} ms/request  "
-                  f"{rate:7.1f} requests/s ({args.what}, {args.clients} client(s))", flush=True)
+    engine = make_engine(url)
+    start = await watermark(engine)  # ingest rounds' rows are deleted at the end (bench/watermark.py)
+    try:
+        for round_ in range(args.rounds):
+            for name, checkout in checkouts.items():
+                p50, cpu, rate = await _measure(checkout, url, manifest, args.port, args)
+                figures[name].append((p50, cpu, rate))
+                print(f"round {round_ + 1} {name:4} p50 {p50:6.2f} ms  server CPU {cpu:6.2f} ms/request  "
+                      f"{rate:7.1f} requests/s ({args.what}, {args.clients} client(s))", flush=True)
+    finally:
+        await remove_rows_after(engine, start)
+        await engine.dispose()
     medians = {name: tuple(statistics.median(f[i] for f in rows) for i in range(3)) for name, rows in figures.items()}
     for name, (p50, cpu, rate) in medians.items():
         print(f"median {name:4} ({checkouts[name]}): p50 {p50:.2f} ms, server CPU {cpu:.2f} ms/request, {rate:.1f} requests/s")

@@ -21,8 +21,10 @@ import httpx
 from bench import suite
 from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
 from bench.http import graphql_body
+from bench.watermark import remove_rows_after, watermark
 from hub.app import create_app
 from hub.config import Settings
+from hub.db import make_engine
 from hub.generate import Manifest
 
 
@@ -59,113 +61,119 @@ async def main() -> None:
     # As the server process (hub.asgi) runs: its startup (heap frozen, SQLite WAL checkpointed in the background).
     app = create_app(settings, server_process=True)
     bench = manifest.providers[0]
-    async with app.router.lifespan_context(app), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8150") as http:
-        token = (await http.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": bench.client_id,
-                                                       "client_secret": bench.client_secret})).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        if args.what == "read":
-            bodies = [graphql_body(suite.PROFILE_QUERY, {"id": l}) for l in manifest.sample_learners[8:]]
-        elif args.what == "minimal":
-            bodies = [graphql_body("query($id: ID!) { learner(id: $id) { id } }", {"id": l}) for l in manifest.sample_learners[8:]]
-        elif args.what == "lean":
-            bodies = [graphql_body("query($id: ID!) { learner(id: $id) { activities(first: 50) { nodes { id timestamp } } } }",
-                                   {"id": l}) for l in manifest.sample_learners[8:]]
-        elif args.what == "fanout":
-            bodies = [graphql_body(suite.FANOUT_QUERY)]
-        else:
-            tag = f"prof{int(time.time())}"
-            bodies = [graphql_body(suite.INGEST_MUTATION, {"id": manifest.sample_learners[i % 8],
-                                                           "items": suite._activity_items(f"{tag}-{i}", 1000, i)})
-                      for i in range(args.n)]
-        for body in bodies[:3]:  # warm-up
-            await http.post("/graphql", content=body, headers=headers)
-        first = 3 if args.what == "ingest" else 0
+    cleanup = make_engine(url)
+    start = await watermark(cleanup)  # rows written here are deleted at the end (bench/watermark.py)
+    try:
+        async with app.router.lifespan_context(app), \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8150") as http:
+            token = (await http.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": bench.client_id,
+                                                           "client_secret": bench.client_secret})).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            if args.what == "read":
+                bodies = [graphql_body(suite.PROFILE_QUERY, {"id": l}) for l in manifest.sample_learners[8:]]
+            elif args.what == "minimal":
+                bodies = [graphql_body("query($id: ID!) { learner(id: $id) { id } }", {"id": l}) for l in manifest.sample_learners[8:]]
+            elif args.what == "lean":
+                bodies = [graphql_body("query($id: ID!) { learner(id: $id) { activities(first: 50) { nodes { id timestamp } } } }",
+                                       {"id": l}) for l in manifest.sample_learners[8:]]
+            elif args.what == "fanout":
+                bodies = [graphql_body(suite.FANOUT_QUERY)]
+            else:
+                tag = f"prof{int(time.time())}"
+                bodies = [graphql_body(suite.INGEST_MUTATION, {"id": manifest.sample_learners[i % 8],
+                                                               "items": suite._activity_items(f"{tag}-{i}", 1000, i)})
+                          for i in range(args.n)]
+            for body in bodies[:3]:  # warm-up
+                await http.post("/graphql", content=body, headers=headers)
+            first = 3 if args.what == "ingest" else 0
 
-        async def run() -> None:
-            for i in range(first, args.n):
-                r = await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
-                assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
+            async def run() -> None:
+                for i in range(first, args.n):
+                    r = await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
+                    assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
 
-        if args.compare:
-            from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+            if args.compare:
+                from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-            from hub.graphql.execution import LeanExecutionContext
+                from hub.graphql.execution import LeanExecutionContext
 
-            lean_build = LeanExecutionContext.__dict__["build"]
-            generic_build = classmethod(StrawberryGraphQLCoreExecutionContext.build.__func__)  # type: ignore[attr-defined]
+                lean_build = LeanExecutionContext.__dict__["build"]
+                generic_build = classmethod(StrawberryGraphQLCoreExecutionContext.build.__func__)  # type: ignore[attr-defined]
 
-            def use(variant: str) -> None:
-                if args.compare == "executor":
-                    schemas[0].execution_context_class = (
-                        LeanExecutionContext if variant == "lean" else StrawberryGraphQLCoreExecutionContext)
-                else:
-                    LeanExecutionContext.build = lean_build if variant == "lean" else generic_build  # type: ignore[method-assign]
+                def use(variant: str) -> None:
+                    if args.compare == "executor":
+                        schemas[0].execution_context_class = (
+                            LeanExecutionContext if variant == "lean" else StrawberryGraphQLCoreExecutionContext)
+                    else:
+                        LeanExecutionContext.build = lean_build if variant == "lean" else generic_build  # type: ignore[method-assign]
 
-            spent: dict[str, list[float]] = {"lean": [], "graphql-core": []}
-            for _ in range(args.rounds):
-                for variant in spent:
-                    use(variant)
-                    cpu0 = time.process_time()
-                    await run()
-                    spent[variant].append((time.process_time() - cpu0) / (args.n - first) * 1000)
-                    if args.what == "ingest":  # the next round must store new entries, not find them unchanged
-                        tag = f"cmp{time.time_ns()}"
-                        bodies[:] = [graphql_body(suite.INGEST_MUTATION, {
-                            "id": manifest.sample_learners[i % 8],
-                            "items": suite._activity_items(f"{tag}-{i}", 1000, i)}) for i in range(args.n)]
-            use("lean")
-            medians = {name: statistics.median(values) for name, values in spent.items()}
-            print(f"{args.what} on {args.database}, --compare {args.compare}: {args.rounds} interleaved rounds of "
-                  f"{args.n - first} requests, median CPU ms per request (in-process): "
-                  + ", ".join(f"{name} {ms:.2f}" for name, ms in medians.items())
-                  + f"; lean/graphql-core = {medians['lean'] / medians['graphql-core']:.2f}")
-            return
-        if args.statements:
-            # Time every SQL statement of the measured requests (cursor events on the app's engine).
-            import collections
+                spent: dict[str, list[float]] = {"lean": [], "graphql-core": []}
+                for _ in range(args.rounds):
+                    for variant in spent:
+                        use(variant)
+                        cpu0 = time.process_time()
+                        await run()
+                        spent[variant].append((time.process_time() - cpu0) / (args.n - first) * 1000)
+                        if args.what == "ingest":  # the next round must store new entries, not find them unchanged
+                            tag = f"cmp{time.time_ns()}"
+                            bodies[:] = [graphql_body(suite.INGEST_MUTATION, {
+                                "id": manifest.sample_learners[i % 8],
+                                "items": suite._activity_items(f"{tag}-{i}", 1000, i)}) for i in range(args.n)]
+                use("lean")
+                medians = {name: statistics.median(values) for name, values in spent.items()}
+                print(f"{args.what} on {args.database}, --compare {args.compare}: {args.rounds} interleaved rounds of "
+                      f"{args.n - first} requests, median CPU ms per request (in-process): "
+                      + ", ".join(f"{name} {ms:.2f}" for name, ms in medians.items())
+                      + f"; lean/graphql-core = {medians['lean'] / medians['graphql-core']:.2f}")
+                return
+            if args.statements:
+                # Time every SQL statement of the measured requests (cursor events on the app's engine).
+                import collections
 
-            from sqlalchemy import event
+                from sqlalchemy import event
 
-            engine = app.state.hub.engine
-            spent: dict[str, float] = collections.defaultdict(float)
-            count: collections.Counter[str] = collections.Counter()
-            started_at: dict[int, float] = {}
+                engine = app.state.hub.engine
+                spent: dict[str, float] = collections.defaultdict(float)
+                count: collections.Counter[str] = collections.Counter()
+                started_at: dict[int, float] = {}
 
-            def before(_c, _cur, _stmt, _p, context, _many):  # type: ignore[no-untyped-def]
-                started_at[id(context)] = time.perf_counter()
+                def before(_c, _cur, _stmt, _p, context, _many):  # type: ignore[no-untyped-def]
+                    started_at[id(context)] = time.perf_counter()
 
-            def after(_c, _cur, stmt, _p, context, many):  # type: ignore[no-untyped-def]
-                key = " ".join(stmt.split())[:70] + (" [executemany]" if many else "")
-                spent[key] += time.perf_counter() - started_at.pop(id(context))
-                count[key] += 1
+                def after(_c, _cur, stmt, _p, context, many):  # type: ignore[no-untyped-def]
+                    key = " ".join(stmt.split())[:70] + (" [executemany]" if many else "")
+                    spent[key] += time.perf_counter() - started_at.pop(id(context))
+                    count[key] += 1
 
-            event.listen(engine.sync_engine, "before_cursor_execute", before)
-            event.listen(engine.sync_engine, "after_cursor_execute", after)
-            wall0 = time.perf_counter()
-            await run()
-            n = args.n - first
-            print(f"{n} {args.what} requests on {args.database}: {(time.perf_counter() - wall0) / n * 1000:.1f} ms wall each")
-            for key, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
-                print(f"{seconds / n * 1000:9.2f} ms/request  x{count[key] / n:g}  {key}")
-            return
-        if args.cpu:
-            # Process CPU time per request (server side and the in-process client together):
-            # unlike wall time it hardly depends on what else runs on the machine.
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            await run()
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-            n = args.n - first
-            print(f"{n} {args.what} requests on {args.database}: {cpu / n * 1000:.2f} ms CPU, {wall / n * 1000:.2f} ms wall each "
-                  f"(in-process, not profiled; database server CPU not included)")
-            return
-        from pyinstrument import Profiler
+                event.listen(engine.sync_engine, "before_cursor_execute", before)
+                event.listen(engine.sync_engine, "after_cursor_execute", after)
+                wall0 = time.perf_counter()
+                await run()
+                n = args.n - first
+                print(f"{n} {args.what} requests on {args.database}: {(time.perf_counter() - wall0) / n * 1000:.1f} ms wall each")
+                for key, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+                    print(f"{seconds / n * 1000:9.2f} ms/request  x{count[key] / n:g}  {key}")
+                return
+            if args.cpu:
+                # Process CPU time per request (server side and the in-process client together):
+                # unlike wall time it hardly depends on what else runs on the machine.
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                await run()
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+                n = args.n - first
+                print(f"{n} {args.what} requests on {args.database}: {cpu / n * 1000:.2f} ms CPU, {wall / n * 1000:.2f} ms wall each "
+                      f"(in-process, not profiled; database server CPU not included)")
+                return
+            from pyinstrument import Profiler
 
-        profiler = Profiler(async_mode="enabled", interval=0.0005)
-        started = time.perf_counter()
-        with profiler:
-            await run()
-        elapsed = time.perf_counter() - started
+            profiler = Profiler(async_mode="enabled", interval=0.0005)
+            started = time.perf_counter()
+            with profiler:
+                await run()
+            elapsed = time.perf_counter() - started
+    finally:
+        await remove_rows_after(cleanup, start)
+        await cleanup.dispose()
     print(f"{args.n} {args.what} requests: {elapsed / args.n * 1000:.2f} ms each (in-process, profiled)")
     if args.html:
         Path(args.html).write_text(profiler.output_html())

@@ -161,3 +161,34 @@ async def test_keyset_pages_walk_equal_timestamps_without_gaps_or_repeats(engine
             break
         after = page["pageInfo"]["endCursor"]
     assert sorted(seen) == sorted(i["sourceId"] for i in items) and len(seen) == len(set(seen)) == 9
+
+
+async def test_a_bench_run_leaves_the_generated_data_as_it_found_it(engine, database_url, client) -> None:
+    """bench/watermark.py: what a run's ingest benchmarks wrote goes; generated data and the
+    append-only disclosure log stay."""
+    from bench.suite import INGEST_MUTATION, _activity_items
+    from bench.watermark import remove_rows_after, watermark
+    from hub.records.models import RecordChange
+
+    plan = Plan(learners=2, activities_per_learner=30, seed=7, as_of=datetime(2026, 6, 1, tzinfo=UTC))
+    manifest = await generate(engine, database_url, plan, PSEUDONYM_KEY)
+
+    async def counts() -> tuple[int, int, int]:
+        async with engine.connect() as conn:
+            return tuple([(await conn.execute(select(func.count()).select_from(model))).scalar_one()  # type: ignore[misc]
+                          for model in (Activity, RecordChange, DisclosureEvent)])
+
+    generated = await counts()
+    start = await watermark(engine)
+    bench = manifest.providers[0]
+    token = await get_token(client, ProviderClient(UUID(bench.provider_id), bench.client_id, bench.client_secret))
+    for i, learner in enumerate(manifest.sample_learners[:2]):
+        body = (await gql(client, token, INGEST_MUTATION, {"id": learner, "items": _activity_items(f"w{i}", 5, i)})).json()
+        assert body["data"]["recordActivities"]["created"] == 5, body
+    activities, changes, events = await counts()
+    assert (activities, changes) == (generated[0] + 10, generated[1] + 10) and events == generated[2] + 2
+
+    assert await remove_rows_after(engine, start) == 10
+    assert await counts() == (generated[0], generated[1], generated[2] + 2)
+    async with engine.connect() as conn:  # the generated activities are the ones left
+        assert (await conn.execute(select(func.max(Activity.id)))).scalar_one() == start.activity_id
