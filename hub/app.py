@@ -12,7 +12,6 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.middleware.sessions import SessionMiddleware
-from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.fastapi import GraphQLRouter
 
@@ -31,7 +30,7 @@ from hub.oauth.routes import router as oauth_router
 from hub.oauth.server import KinfolioAuthorizationServer
 from hub.records.crypto import KeyRing
 from hub.server_timing import ServerTimingMiddleware
-from hub.sqlite_wal import checkpoint_in_background
+from hub.sqlite_wal import checkpoint_in_background, sqlite_database_file
 from hub.web.accounts import router as accounts_router
 from hub.web.authorize import router as authorize_router
 from hub.xapi.routes import router as xapi_router
@@ -64,14 +63,6 @@ class HubState:
     access_tokens: AccessTokenVerifier
 
 
-def _sqlite_file(url: str) -> str | None:
-    """The database file of a SQLite URL (None for other databases and in-memory SQLite)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return parsed.database
-
-
 def freeze_startup_heap() -> None:
     """Move every object alive now out of the cyclic garbage collector's reach (``gc.freeze``).
 
@@ -96,7 +87,7 @@ def create_app(
     (their frozen apps would stay in memory)."""
     settings = settings or get_settings()
     own_engine = engine is None
-    wal_checkpointed = _sqlite_file(settings.resolved_database_url) if server_process and own_engine else None
+    wal_checkpointed = sqlite_database_file(settings.resolved_database_url) if server_process and own_engine else None
     engine = engine or make_engine(settings.resolved_database_url, pool_size=settings.database_pool_size,
                                   plan_cache_mode=settings.database_plan_cache_mode,
                                   sqlite_checkpoints_in_background=wal_checkpointed is not None)

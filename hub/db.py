@@ -94,7 +94,7 @@ def make_engine(url: str, *, pool_size: int = 10, plan_cache_mode: str = "auto",
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         if sqlite_checkpoints_in_background:
-            event.listen(engine.sync_engine, "connect", lambda connection, _record: disable_automatic_checkpoints(connection))
+            event.listen(engine.sync_engine, "connect", disable_automatic_checkpoints)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     connect_args: dict[str, Any] = {}

@@ -22,13 +22,24 @@ import sqlite3
 from typing import Any
 from urllib.request import pathname2url
 
+from sqlalchemy import make_url
+
 log = logging.getLogger(__name__)
 
 # How often the background thread checkpoints: at 15,000 activities/s that is ~8 MB of WAL.
 CHECKPOINT_EVERY_SECONDS = 0.5
 
 
-def disable_automatic_checkpoints(dbapi_connection: Any) -> None:
+def sqlite_database_file(url: str) -> str | None:
+    """The database file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def disable_automatic_checkpoints(dbapi_connection: Any, _connection_record: Any = None) -> None:
+    """A ``connect`` event listener: this connection's commits never checkpoint."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
