@@ -15,7 +15,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Action, Allowed, Denied, DenyReason, GrantView, decide, has_live_grant
-from hub.grants.log import PendingEvent, append_events
+from hub.grants.log import LearnersErased, PendingEvent, append_events, hold_learners
 from hub.grants.service import grants_between, grants_between_many, resolve_learner, resolve_pseudonym
 from hub.oauth.bearer import TokenContext
 
@@ -49,6 +49,7 @@ class ProviderAccess:
         self._resolved: dict[str, UUID] = {}
         self._events: dict[tuple[UUID, str, Action], PendingEvent] = {}
         self._log_heads: dict[UUID, tuple[int, str]] = {}
+        self._held: set[UUID] = set()
 
     @property
     def provider_id(self) -> UUID:
@@ -121,6 +122,15 @@ class ProviderAccess:
         if self._bypass_consent:  # BENCHMARK ONLY (issue 9): no grants query, no decision, no log row
             return BENCHMARK_BYPASS
         await self.require_visible(learner_id)
+        if action is Action.CONTRIBUTE and learner_id not in self._held:
+            # A write must not race the learner's erasure: its entries would meet a deleted
+            # learner (PostgreSQL). Held from here, the erasure waits for this request's commit
+            # and then removes what it stored; erased already, the learner is not found.
+            try:
+                await hold_learners(self._session, [learner_id])
+            except LearnersErased:
+                raise LearnerNotFound(learner_id) from None
+            self._held.add(learner_id)
         grants = await self._grants_for(learner_id)
         decision = decide(
             provider_id=self.provider_id,
@@ -161,7 +171,11 @@ class ProviderAccess:
         event.entry_count = (event.entry_count or 0) + count
 
     async def flush_log(self) -> None:
-        """Chain this request's events into the log; call right before the commit."""
+        """Chain this request's events into the log; call right before the commit.
+
+        Raises ``LearnersErased`` when a learner of the events was erased while the request ran:
+        the caller must roll back and answer as for an unknown learner (nothing disclosed).
+        """
         events, self._events = list(self._events.values()), {}
         if events:
             await append_events(session=self._session, events=events, seen_heads=self._log_heads)

@@ -3,6 +3,13 @@
 Appends happen once per request, just before its commit, so a learner's chain head is locked
 only for the moment it takes to extend it; learners are locked in id order (no deadlocks between
 requests that touch several learners), and unrelated learners never wait for each other.
+
+A learner's erasure deletes their log with them (ON DELETE CASCADE). A request that logs about a
+learner first holds the learner's row (``hold_learners``: FOR KEY SHARE on PostgreSQL, which only
+a delete or a key change waits for), then their head, in the same order as the erasure's DELETE
+takes them, so the two cannot deadlock. If the learner was erased while the request ran, nothing
+is appended and ``LearnersErased`` says so: the request must fail and disclose nothing, since a
+disclosure that cannot be logged must not happen.
 """
 
 from __future__ import annotations
@@ -21,6 +28,35 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent.audit import GENESIS, ChainProblem, chain_hash, verify_chain
 from hub.db import unnest_params, unnest_select
 from hub.grants.models import DisclosureEvent, LearnerLogHead
+from hub.people.models import Learner
+
+
+class LearnersErased(Exception):
+    """Learners a request decided about were erased before it could log (and so commit) them."""
+
+    def __init__(self, learner_ids: Iterable[UUID]) -> None:
+        self.learner_ids = sorted(learner_ids)
+        super().__init__(f"learner(s) erased while the request ran: {', '.join(map(str, self.learner_ids))}")
+
+
+async def hold_learners(session: AsyncSession, learner_ids: Iterable[UUID]) -> None:
+    """Keep these learners from being erased until this transaction ends; ``LearnersErased`` if
+    some already are.
+
+    PostgreSQL: FOR KEY SHARE row locks, in learner-id order (as the heads are locked), which
+    conflict only with a DELETE (or key update) of the learner: concurrent requests about the same
+    learner do not wait for each other, and an erasure waits for them. Under READ COMMITTED a row
+    whose delete committed while we waited is not returned. SQLite: every transaction holds the
+    write lock from its start (``BEGIN IMMEDIATE``), so an erasure cannot interleave; the rows are
+    only checked.
+    """
+    wanted = sorted(set(learner_ids))
+    query = select(Learner.id).where(Learner.id.in_(wanted)).order_by(Learner.id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(key_share=True)
+    present = set((await session.execute(query)).scalars())
+    if len(present) != len(wanted):
+        raise LearnersErased(set(wanted) - present)
 
 
 @dataclass
@@ -49,6 +85,8 @@ async def append_events(
 ) -> None:
     """Chain events into their learners' logs with a fixed number of statements per call.
 
+    Raises ``LearnersErased`` (appending nothing) if a learner was erased meanwhile.
+
     A request about one learner whose head it read earlier in its transaction (``seen_heads``,
     from ``resolve_learner``) extends the chain from that head with one conditional statement:
     the head moves only if it is still where it was seen. If another request moved it meanwhile,
@@ -73,6 +111,7 @@ async def append_events(
         extend = _extend_if_unmoved_postgres if postgres else _extend_if_unmoved
         if await extend(session, rows, new_heads[0], expected_seq=seen[learner_ids[0]][0]):
             return
+    await hold_learners(session, learner_ids)
     heads = await (_lock_heads_postgres if postgres else _lock_heads)(session, learner_ids)
     rows, new_heads = _chain(by_learner, heads)
     if postgres:
@@ -115,7 +154,9 @@ async def _extend_if_unmoved(session: AsyncSession, rows: list[dict[str, Any]], 
 async def _extend_if_unmoved_postgres(session: AsyncSession, rows: list[dict[str, Any]], new_head: dict[str, Any], *,
                                       expected_seq: int) -> bool:
     # Under READ COMMITTED a head updated by a concurrent request is re-checked after that request
-    # commits (its seq no longer matches), so at most one of two racing requests moves it.
+    # commits (its seq no longer matches), so at most one of two racing requests moves it. The
+    # learner is held first (the EXISTS runs once, before any head is locked; see hold_learners):
+    # if they were erased, nothing moves and the locking path reports it.
     names = list(rows[0])
     statement = _extend_statement_postgres(tuple(names))
     connection = await session.connection()
@@ -129,7 +170,8 @@ def _extend_statement_postgres(names: tuple[str, ...]) -> Any:
     events, heads = DisclosureEvent.__table__, LearnerLogHead.__table__
     return text(
         f"WITH moved AS (UPDATE {heads.name} SET seq = :seq, hash = :hash "
-        "WHERE learner_id = :learner_id AND seq = :expected_seq RETURNING learner_id), "
+        "WHERE learner_id = :learner_id AND seq = :expected_seq "
+        f"AND EXISTS (SELECT 1 FROM {Learner.__tablename__} WHERE id = :learner_id FOR KEY SHARE) RETURNING learner_id), "
         f"new_events AS (INSERT INTO {events.name} ({', '.join(names)}) "
         f"{unnest_select(events, list(names), 'e')} WHERE EXISTS (SELECT 1 FROM moved)) "
         "SELECT count(*) FROM moved"

@@ -51,6 +51,7 @@ from hub.graphql.errors import EXPECTED_CODES, ErrorCode, api_error, bad_input, 
 from hub.grants import requests as request_service
 from hub.grants import service as grant_service
 from hub.grants.enforce import AccessDenied, LearnerNotFound
+from hub.grants.log import LearnersErased
 from hub.people import service as people_service
 from hub.records import service as record_service
 from hub.records.crypto import UnreadableData
@@ -842,6 +843,11 @@ class CommitOperation(SchemaExtension):
             async with context.db():
                 await context.access.flush_log()
             await context.commit()
+        except LearnersErased:
+            # The family erased a learner while this ran: its answer about them cannot be logged,
+            # so it is not given (the transaction rolls back when the session closes).
+            raise api_error(ErrorCode.NOT_FOUND, "learner not found: erased while this request ran; nothing was "
+                            "disclosed or stored") from None
         except Exception:
             log.exception("commit of a GraphQL operation failed")
             raise api_error(ErrorCode.INTERNAL, "the request could not be recorded; nothing was disclosed or stored") from None

@@ -41,6 +41,7 @@ from hub.credentials.service import ClrView, CredentialsNotConfigured, clr_view_
 from hub.credentials.verify import load_input
 from hub.db import utcnow
 from hub.grants.enforce import AccessDenied, LearnerNotFound, ProviderAccess
+from hub.grants.log import LearnersErased
 from hub.hostapi import service
 from hub.hostapi.discovery import service_description
 from hub.oauth.bearer import BearerError, TokenContext, authenticate
@@ -121,19 +122,20 @@ async def _protected(request: Request, binding: str, handler: Handler) -> Respon
         except AccessDenied as exc:
             # The refusal itself is a logged decision: keep its event, drop anything else.
             await session.rollback()
-            await access.flush_log()
-            await session.commit()
             error = _denied(exc)
-            return status_info(error.status, error.minor, error.description, error.headers)
+            response = status_info(error.status, error.minor, error.description, error.headers)
         except HostError as error:
-            await session.rollback()
-            await access.flush_log()  # decisions taken before the bad input stay logged
-            await session.commit()
-            return status_info(error.status, error.minor, error.description, error.headers)
+            await session.rollback()  # decisions taken before the bad input stay logged
+            response = status_info(error.status, error.minor, error.description, error.headers)
         except IntegrityError:
             await session.rollback()
             return status_info(409, "unknown", "a concurrent request stored the same credential; retry")
-        await access.flush_log()  # the disclosure log commits with the data it describes
+        try:
+            await access.flush_log()  # the disclosure log commits with the data it describes
+        except LearnersErased:
+            # Erased while this ran: the answer cannot be logged, so it is not given.
+            await session.rollback()
+            return status_info(403, "forbidden", "the learner's record was erased while this request ran")
         await session.commit()
         return response
 

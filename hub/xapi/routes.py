@@ -31,6 +31,7 @@ from connectors.xapi.statements import SYSTEM, map_statement, statement_source_i
 from consent import Action
 from hub.db import utcnow
 from hub.grants.enforce import AccessDenied, LearnerNotFound, ProviderAccess
+from hub.grants.log import LearnersErased
 from hub.links.service import lookup_links
 from hub.oauth.bearer import BearerError, authenticate
 from hub.records import service as record_service
@@ -144,6 +145,10 @@ async def post_statements(request: Request) -> JSONResponse:
         except IntegrityError:
             await session.rollback()
             return _error(409, "a concurrent request stored some of these statements; retry")
+        except LearnersErased:
+            await session.rollback()
+            return _error(409, "a learner of these statements was erased while the request ran; nothing was stored; "
+                               "retry (their statements will be refused)")
     summary = {k: report.get(k, 0) for k in ("created", "updated", "unchanged", "retracted", "held")}
     summary["refused"] = dict(refused)
     return JSONResponse(ids, headers={**_HEADERS, "X-Kinfolio-Report": json.dumps(summary, separators=(",", ":"))})

@@ -1,0 +1,138 @@
+"""A family erases a learner while a provider's request about them runs.
+
+The erasure deletes the learner's record and disclosure log (ON DELETE CASCADE). A request that
+writes holds the learner from its consent decision on, so the erasure waits for it and then
+removes what it stored; a request whose learner is already gone answers "learner not found"; a
+read whose learner is erased before its disclosure could be logged gives nothing out. On SQLite
+every transaction holds the write lock from its start, so the erasure waits in every case; the
+tests check that too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from sqlalchemy import func, select
+
+from hub.db import make_sessionmaker
+from hub.grants.models import DisclosureEvent, LearnerLogHead
+from hub.people.service import delete_learner
+from hub.records.models import Activity, RecordChange
+from tests.factories import RECORD_ACTIVITIES, activity, gql
+from tests.hub.test_contributions import lid, setup  # noqa: F401  (fixture)
+
+READ = "query($id: ID!) { learner(id: $id) { activities(first: 5) { nodes { sourceId } } } }"
+
+
+async def _count(engine, model, **where) -> int:  # type: ignore[no-untyped-def]
+    query = select(func.count()).select_from(model).where(*(getattr(model, k) == v for k, v in where.items()))
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).scalar_one()
+
+
+async def _erase(engine, learner_id) -> bool:  # type: ignore[no-untyped-def]
+    async with make_sessionmaker(engine)() as session, session.begin():
+        return await delete_learner(session=session, learner_id=learner_id)
+
+
+def _sqlite_write_lock_is_held(engine) -> bool:  # type: ignore[no-untyped-def]
+    """True if another connection cannot begin a write now (the request holds the lock)."""
+    other = sqlite3.connect(engine.url.database, timeout=0.1, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        return True
+    else:
+        other.execute("ROLLBACK")
+        return False
+    finally:
+        other.close()
+
+
+async def test_an_erasure_during_a_batch_waits_for_it_then_removes_what_it_stored(client, engine, setup, monkeypatch):
+    from hub.graphql import schema
+
+    family, _, token = setup
+    original = schema.record_service.contribute_entries
+    erasure: list[asyncio.Task[bool]] = []
+
+    async def contribute_while_the_family_erases(**kwargs):  # type: ignore[no-untyped-def]
+        erasure.append(asyncio.create_task(_erase(engine, family.learner_id)))
+        await asyncio.sleep(0.3)
+        assert not erasure[0].done(), "the erasure must wait for the request that holds the learner"
+        return await original(**kwargs)
+
+    monkeypatch.setattr(schema.record_service, "contribute_entries", contribute_while_the_family_erases)
+    body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(1)]})).json()
+    assert body["data"]["recordActivities"]["created"] == 1, body
+    assert await asyncio.wait_for(erasure[0], 10) is True
+    # The erasure saw the committed batch: nothing of the learner is left.
+    assert await _count(engine, Activity) == 0
+    assert await _count(engine, RecordChange) == 0
+    assert await _count(engine, DisclosureEvent, learner_id=family.learner_id) == 0
+
+
+async def test_a_batch_whose_learner_was_just_erased_is_not_found_and_stores_nothing(client, engine, setup,
+                                                                                      monkeypatch):
+    """The erasure commits after the request resolved the learner and before its decision."""
+    from hub.grants import enforce
+
+    family, _, token = setup
+    original = enforce.hold_learners
+    erasure: list[str] = []
+
+    async def erase_first(session, learner_ids):  # type: ignore[no-untyped-def]
+        if engine.dialect.name == "sqlite":
+            erasure.append("waited" if _sqlite_write_lock_is_held(engine) else "interleaved")
+        else:
+            assert await _erase(engine, family.learner_id) is True
+            erasure.append("committed")
+        return await original(session, learner_ids)
+
+    monkeypatch.setattr(enforce, "hold_learners", erase_first)
+    body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(1)]})).json()
+    if engine.dialect.name == "sqlite":
+        assert erasure == ["waited"]
+        assert body["data"]["recordActivities"]["created"] == 1, body
+        return
+    assert erasure == ["committed"]
+    assert body["data"]["recordActivities"] is None
+    assert [(e["extensions"]["code"], e["message"]) for e in body["errors"]] == [("NOT_FOUND", "learner not found")]
+    assert await _count(engine, Activity) == 0
+    assert await _count(engine, RecordChange) == 0
+
+
+async def test_a_read_whose_learner_is_erased_before_it_is_logged_gives_nothing_out(client, engine, setup,
+                                                                                   monkeypatch):
+    """The erasure commits after the read loaded the record and before its disclosure is logged:
+    a disclosure that cannot be logged must not happen."""
+    from hub.grants import enforce
+
+    family, _, token = setup
+    await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(1)]})
+    original = enforce.append_events
+    erasure: list[str] = []
+
+    async def erase_first(**kwargs):  # type: ignore[no-untyped-def]
+        if engine.dialect.name == "sqlite":
+            erasure.append("waited" if _sqlite_write_lock_is_held(engine) else "interleaved")
+        else:
+            assert await _erase(engine, family.learner_id) is True
+            erasure.append("committed")
+        return await original(**kwargs)
+
+    monkeypatch.setattr(enforce, "append_events", erase_first)
+    response = await gql(client, token, READ, {"id": lid(setup)})
+    assert response.status_code == 200
+    body = response.json()
+    if engine.dialect.name == "sqlite":
+        assert erasure == ["waited"]
+        assert body["data"]["learner"]["activities"]["nodes"] == [{"sourceId": "act-1"}], body
+        return
+    assert erasure == ["committed"]
+    assert body.get("data") is None, body
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["NOT_FOUND"], body
+    assert "erased" in body["errors"][0]["message"]
+    assert await _count(engine, DisclosureEvent, learner_id=family.learner_id) == 0
+    assert await _count(engine, LearnerLogHead, learner_id=family.learner_id) == 0
