@@ -127,7 +127,7 @@ class ProviderAccess:
             # learner (PostgreSQL). Held from here, the erasure waits for this request's commit
             # and then removes what it stored; erased already, the learner is not found.
             try:
-                await hold_learners(self._session, [learner_id])
+                await hold_learners(self._session, [learner_id], read_in_this_transaction=True)
             except LearnersErased:
                 raise LearnerNotFound(learner_id) from None
             self._held.add(learner_id)

@@ -39,9 +39,10 @@ class LearnersErased(Exception):
         super().__init__(f"learner(s) erased while the request ran: {', '.join(map(str, self.learner_ids))}")
 
 
-async def hold_learners(session: AsyncSession, learner_ids: Iterable[UUID]) -> None:
+async def hold_learners(session: AsyncSession, learner_ids: Iterable[UUID], *, read_in_this_transaction: bool = False) -> None:
     """Keep these learners from being erased until this transaction ends; ``LearnersErased`` if
-    some already are.
+    some already are. ``read_in_this_transaction``: the caller found them earlier in this
+    transaction, which on SQLite proves they are still there (nothing to do).
 
     PostgreSQL: FOR KEY SHARE row locks, in learner-id order (as the heads are locked), which
     conflict only with a DELETE (or key update) of the learner: concurrent requests about the same
@@ -50,9 +51,12 @@ async def hold_learners(session: AsyncSession, learner_ids: Iterable[UUID]) -> N
     write lock from its start (``BEGIN IMMEDIATE``), so an erasure cannot interleave; the rows are
     only checked.
     """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if read_in_this_transaction and not postgres:
+        return
     wanted = sorted(set(learner_ids))
     query = select(Learner.id).where(Learner.id.in_(wanted)).order_by(Learner.id)
-    if session.get_bind().dialect.name == "postgresql":
+    if postgres:
         query = query.with_for_update(key_share=True)
     present = set((await session.execute(query)).scalars())
     if len(present) != len(wanted):

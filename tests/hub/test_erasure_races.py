@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+import pytest
 from sqlalchemy import func, select
 
 from hub.db import make_sessionmaker
@@ -82,13 +83,13 @@ async def test_a_batch_whose_learner_was_just_erased_is_not_found_and_stores_not
     original = enforce.hold_learners
     erasure: list[str] = []
 
-    async def erase_first(session, learner_ids):  # type: ignore[no-untyped-def]
+    async def erase_first(session, learner_ids, **kwargs):  # type: ignore[no-untyped-def]
         if engine.dialect.name == "sqlite":
             erasure.append("waited" if _sqlite_write_lock_is_held(engine) else "interleaved")
         else:
             assert await _erase(engine, family.learner_id) is True
             erasure.append("committed")
-        return await original(session, learner_ids)
+        return await original(session, learner_ids, **kwargs)
 
     monkeypatch.setattr(enforce, "hold_learners", erase_first)
     body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(1)]})).json()
@@ -136,3 +137,17 @@ async def test_a_read_whose_learner_is_erased_before_it_is_logged_gives_nothing_
     assert "erased" in body["errors"][0]["message"]
     assert await _count(engine, DisclosureEvent, learner_id=family.learner_id) == 0
     assert await _count(engine, LearnerLogHead, learner_id=family.learner_id) == 0
+
+
+async def test_holding_a_learner_that_is_gone_names_them(engine, setup):
+    import uuid
+
+    from hub.grants.log import LearnersErased, hold_learners
+
+    family, _, _ = setup
+    gone = uuid.uuid4()
+    async with make_sessionmaker(engine)() as session, session.begin():
+        await hold_learners(session, [family.learner_id])  # present: nothing raised
+        with pytest.raises(LearnersErased) as erased:
+            await hold_learners(session, [gone, family.learner_id])
+    assert erased.value.learner_ids == [gone]
