@@ -3,6 +3,8 @@ inserts bind values exactly as Core does (hub/db.py)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 
@@ -29,6 +31,33 @@ async def test_default_lets_postgres_cache_generic_plans() -> None:
 async def test_operators_can_force_custom_plans(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KINFOLIO_DATABASE_PLAN_CACHE_MODE", "force_custom_plan")
     assert await _mode(plan_cache_mode=Settings().database_plan_cache_mode) == "force_custom_plan"
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_without_a_ping() -> None:
+    """PostgreSQL restarted or ended a pooled connection: the next checkout gets a fresh one and
+    the request succeeds, and a healthy checkout sends nothing (no pre-ping round trips)."""
+    engine, other = make_engine(ADMIN_URL), make_engine(ADMIN_URL)
+    sent: list[str] = []
+    try:
+        async with engine.connect() as conn:
+            first_pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            # Everything asyncpg sends on this connection from now on (pings included).
+            (await conn.get_raw_connection()).driver_connection.add_query_logger(lambda record: sent.append(record.query))
+        async with engine.connect() as conn:  # healthy: the same connection, nothing sent at checkout
+            assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() == first_pid
+        # The first connection's reset on return, then the second's own transaction: no ping's
+        # BEGIN, empty query and ROLLBACK between them.
+        assert [q for q in sent if "pg_backend_pid" not in q] == ["ROLLBACK;", "BEGIN;", "ROLLBACK;"], sent
+        async with other.connect() as conn:
+            assert (await conn.execute(text(f"SELECT pg_terminate_backend({first_pid})"))).scalar_one() is True
+        await asyncio.sleep(0.05)  # the event loop sees the server end the connection
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != first_pid
+    except OSError as exc:
+        pytest.skip(f"needs PostgreSQL at {ADMIN_URL}: {exc}")
+    finally:
+        await engine.dispose()
+        await other.dispose()
 
 
 def test_an_unknown_mode_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
