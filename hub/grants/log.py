@@ -57,7 +57,7 @@ async def hold_learners(session: AsyncSession, learner_ids: Iterable[UUID], *, r
     wanted = sorted(set(learner_ids))
     query = select(Learner.id).where(Learner.id.in_(wanted)).order_by(Learner.id)
     if postgres:
-        query = query.with_for_update(key_share=True)
+        query = query.with_for_update(read=True, key_share=True)  # FOR KEY SHARE (without read: FOR NO KEY UPDATE)
     present = set((await session.execute(query)).scalars())
     if len(present) != len(wanted):
         raise LearnersErased(set(wanted) - present)
