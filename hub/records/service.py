@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import Allowed, get_section
 from schemas import records as record_schemas
 from hub.db import sqlite_insert_rows, unnest_params, unnest_select
-from hub.people.models import Learner
+from hub.grants.log import LearnersErased, hold_learners
 from hub.records.crypto import DataKey, FieldContext, UnreadableData
 from hub.records.keys import DataKeys
 from hub.records.models import (
@@ -396,13 +396,15 @@ async def log_changes(
     """Append change-feed rows for entries (id, source id) of one learner, section and contributor.
 
     ``record_change`` has no foreign keys (see ``RecordChange``); what the per-row key checks did
-    is done here once per call: the learner row is locked FOR KEY SHARE (PostgreSQL; SQLite's
-    writers are serialised anyway), so an erasure waits for this transaction and then deletes these
-    rows too; if the learner was erased since this request resolved them, nothing is logged.
+    is done here once per call: the learner is held (``hold_learners``: FOR KEY SHARE on PostgreSQL;
+    SQLite's writers are serialised anyway), so an erasure waits for this transaction and then
+    deletes these rows too; if the learner was erased since this request resolved them, nothing is
+    logged.
     """
     if entries:
-        learner = select(Learner.id).where(Learner.id == learner_id).with_for_update(key_share=True)
-        if (await session.execute(learner)).first() is None:
+        try:
+            await hold_learners(session, [learner_id])
+        except LearnersErased:
             return
         await session.execute(insert(RecordChange), [
             {"learner_id": learner_id, "provider_id": provider_id, "section": section, "entry_id": entry_id,

@@ -168,3 +168,31 @@ async def test_no_change_is_logged_for_a_learner_erased_meanwhile(engine):
                           provider_id=provider.provider_id, entries=[(1, "act-1")], op="updated", now=utcnow())
     async with engine.connect() as conn:
         assert (await conn.execute(select(RecordChange.id).where(RecordChange.learner_id == family.learner_id))).all() == []
+
+
+async def test_two_writers_log_changes_for_one_learner_without_waiting_for_each_other(engine):
+    """The learner is held FOR KEY SHARE (PostgreSQL), which writers share: the second logs while
+    the first is still open (an exclusive hold made it wait for the first's commit)."""
+    from sqlalchemy import text
+
+    family = await make_family(engine)
+    provider = await make_provider(engine, "Busy", ["activities:contribute"])
+    sessions = make_sessionmaker(engine)
+
+    async def log(session, n):  # type: ignore[no-untyped-def]
+        await log_changes(session=session, section="activities", learner_id=family.learner_id,
+                          provider_id=provider.provider_id, entries=[(n, f"act-{n}")], op="updated", now=utcnow())
+
+    async with sessions() as first, first.begin():
+        await log(first, 1)
+        if engine.dialect.name == "postgresql":
+            async with sessions() as second, second.begin():
+                await second.execute(text("SET LOCAL lock_timeout = '500ms'"))
+                await log(second, 2)
+    if engine.dialect.name == "sqlite":  # one writer at a time: the second after the first
+        async with sessions() as second, second.begin():
+            await log(second, 2)
+    async with engine.connect() as conn:
+        logged = (await conn.execute(select(RecordChange.source_id).where(RecordChange.learner_id == family.learner_id)
+                                     .order_by(RecordChange.source_id))).scalars().all()
+    assert logged == ["act-1", "act-2"]
