@@ -190,9 +190,11 @@ async def run_database(database: str, args: argparse.Namespace, work: Path, only
     start = await watermark(engine)
     try:
         async with (
-            hub_server(port, server_env(**common), log=work / f"server-{database}.log"),
-            hub_server(bypass_port, server_env(**common, bypass_consent=True), log=work / f"server-{database}-bypass.log"),
+            hub_server(port, server_env(**common), log=work / f"server-{database}.log") as server,
+            hub_server(bypass_port, server_env(**common, bypass_consent=True),
+                       log=work / f"server-{database}-bypass.log") as bypass_server,
         ):
+            t.server_pids.update({port: server.pid, bypass_port: bypass_server.pid})
             for name, bench in suite.ALL.items():
                 if only and name not in only:
                     continue

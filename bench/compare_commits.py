@@ -18,29 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import uuid
 from pathlib import Path
 
 from bench import suite
 from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
 from bench.http import closed_loop, get_token, graphql_body, post_graphql
-from bench.servers import HOST, hub_server, server_env
+from bench.servers import HOST, hub_server, process_cpu_seconds, server_env
 from bench.watermark import remove_rows_after, watermark
 from hub.db import make_engine
 from hub.generate import Manifest
-
-
-def _process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children (uvicorn's worker), from /proc."""
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    ticks = 0
-    for process in [pid, *map(int, children)]:
-        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _workload(what: str, manifest: Manifest, batches: int) -> tuple[list[bytes], str]:
@@ -75,12 +63,12 @@ async def _measure(checkout: Path, url: str, manifest: Manifest, port: int, args
         # Warm-up: connections, caches, prepared statements.
         await closed_loop(HOST, port, 1, requests=len(warm_up) if args.what == "ingest" else None,
                           duration=None if args.what == "ingest" else 1.0, send=sender(warm_up))
-        cpu0 = _process_cpu_seconds(proc.pid)
+        cpu0 = process_cpu_seconds(proc.pid)
         if args.what == "ingest":
             result = await closed_loop(HOST, port, args.clients, requests=len(bodies), send=sender(bodies))
         else:
             result = await closed_loop(HOST, port, args.clients, duration=args.seconds, send=sender(bodies))
-        cpu = _process_cpu_seconds(proc.pid) - cpu0
+        cpu = process_cpu_seconds(proc.pid) - cpu0
     return result.p50_ms, cpu / len(result.latencies) * 1000, result.rate
 
 

@@ -40,6 +40,16 @@ def server_env(*, database_url: str, data_dir: Path, issuer_port: int, pseudonym
     return env
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (uvicorn's worker), from /proc."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    ticks = 0
+    for process in [pid, *map(int, children)]:
+        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @asynccontextmanager
 async def hub_server(port: int, env: dict[str, str], *, workers: int = 1, log: Path | None = None,
                      cwd: Path | None = None) -> AsyncIterator[subprocess.Popen]:

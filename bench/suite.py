@@ -12,7 +12,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy import event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.http import Connection, LoadResult, closed_loop, get_token, graphql_body, post_graphql
-from bench.servers import HOST
+from bench.servers import HOST, process_cpu_seconds
 from hub.generate import Manifest
 
 PROFILE_QUERY = """
@@ -95,6 +95,8 @@ class Target:
     concurrency: int
     data_dir: Path
     pseudonym_key_hex: str
+    # port -> the uvicorn process serving it (its CPU is read from /proc); filled once they run.
+    server_pids: dict[int, int] = field(default_factory=dict)
 
     @property
     def writers(self) -> int:
@@ -223,21 +225,38 @@ async def bench_ingest(t: Target) -> list[Row]:
     provider = t.manifest.providers[0].provider_id
     learner_ids = [await _learner_uuid(t.engine, provider, p) for p in learners]
     http, bypass, raw = [], [], []
+    cpus: dict[int, list[float]] = {t.port: [], t.bypass_port: []}  # server CPU ms per batch
+
+    async def timed(port: int, run_tag: str) -> float:
+        pid = t.server_pids.get(port)
+        cpu0 = process_cpu_seconds(pid) if pid else 0.0
+        rate = await http_ingest(t, port, learners, run_tag)
+        if pid:
+            cpus[port].append((process_cpu_seconds(pid) - cpu0) * 1000 / t.ingest_batches)
+        return rate
+
     for r in range(t.repeats):
         tag = f"b{uuid.uuid4().hex[:8]}"
-        http.append(await http_ingest(t, t.port, learners, f"{tag}-h"))
+        http.append(await timed(t.port, f"{tag}-h"))
         raw.append(await _raw_ingest(t, learner_ids, f"{tag}-r"))
-        bypass.append(await http_ingest(t, t.bypass_port, learners, f"{tag}-x"))
+        bypass.append(await timed(t.bypass_port, f"{tag}-x"))
     h, x, w = _median(http), _median(bypass), _median(raw)
-    ratio = h / w
-    overhead = x / h - 1
+    # Paired per repeat, as for the read (bench_profile_read): the median of the runs' own ratios.
+    ratio = _median([a / b for a, b in zip(http, raw, strict=True)])
+    overhead = _median([b / a for a, b in zip(http, bypass, strict=True)]) - 1
+    cpu_note = ""
+    if cpus[t.port] and cpus[t.bypass_port]:
+        cpu_overhead = _median([c / b for c, b in zip(cpus[t.port], cpus[t.bypass_port], strict=True)]) - 1
+        cpu_note = (f"; hub CPU {_median(cpus[t.port]):.1f} vs {_median(cpus[t.bypass_port]):.1f} ms/batch "
+                    f"({cpu_overhead:+.1%}{'' if t.database == 'sqlite' else ', PostgreSQL not counted'})")
     target_rate = 20_000 if t.database == "sqlite" else 10_000
     return [
         Row("1 ingest", t.database, f"{h:,.0f} activities/s", f"{ratio:.0%} of raw insert ({w:,.0f}/s)",
             f">= {target_rate:,}/s and >= 25%", _yes(h >= target_rate and ratio >= 0.25),
-            {"http": http, "raw": raw, "batches": t.ingest_batches}),
-        Row("3 consent overhead (ingest)", t.database, f"{overhead:+.1%}", f"bypass {x:,.0f}/s vs {h:,.0f}/s", "<= 15%",
-            _yes(overhead <= 0.15), {"bypass": bypass, "http": http}),
+            {"http": http, "raw": raw, "batches": t.ingest_batches, "server_cpu_ms_per_batch": cpus[t.port]}),
+        Row("3 consent overhead (ingest)", t.database, f"{overhead:+.1%} (median of {t.repeats} paired runs){cpu_note}",
+            f"bypass {x:,.0f}/s vs {h:,.0f}/s", "<= 15%",
+            _yes(overhead <= 0.15), {"bypass": bypass, "http": http, "bypass_server_cpu_ms_per_batch": cpus[t.bypass_port]}),
     ]
 
 
@@ -260,6 +279,7 @@ async def bench_profile_read(t: Target) -> list[Row]:
     p50s: dict[int, list[float]] = {t.port: [], t.bypass_port: []}
     server_p50s: list[float] = []
     rates: dict[int, list[float]] = {t.port: [], t.bypass_port: []}
+    cpus: dict[int, list[float]] = {t.port: [], t.bypass_port: []}  # server CPU ms per request, loaded
     await _read_run(t, t.port, tokens[t.port], bodies, 4, 1.0)  # warm-up (connections, caches)
     for _ in range(t.repeats):
         for port in (t.port, t.bypass_port):
@@ -267,14 +287,25 @@ async def bench_profile_read(t: Target) -> list[Row]:
             p50s[port].append(single.p50_ms)
             if port == t.port:
                 server_p50s.append(single.server_p50_ms)
+            pid = t.server_pids.get(port)
+            cpu0 = process_cpu_seconds(pid) if pid else 0.0
             loaded = await _read_run(t, port, tokens[port], bodies, t.concurrency, t.duration)
+            if pid:
+                cpus[port].append((process_cpu_seconds(pid) - cpu0) * 1000 / len(loaded.latencies))
             rates[port].append(loaded.rate)
     p50, rate = _median(p50s[t.port]), _median(rates[t.port])
     p50_x, rate_x = _median(p50s[t.bypass_port]), _median(rates[t.bypass_port])
     # The target is server time (Server-Timing, measured by the hub from request to response
     # start); the client's round trip adds the HTTP parsing on both sides and the loopback.
     server_p50 = _median(server_p50s)
-    overhead = rate_x / rate - 1
+    # Paired: each repeat ran both servers back to back, so the median of the per-repeat ratios
+    # cancels most of a noisy machine's drift (a ratio of medians mixes different minutes).
+    overhead = _median([x / c for x, c in zip(rates[t.bypass_port], rates[t.port], strict=True)]) - 1
+    cpu_note = ""
+    if cpus[t.port] and cpus[t.bypass_port]:
+        cpu_overhead = _median([c / x for c, x in zip(cpus[t.port], cpus[t.bypass_port], strict=True)]) - 1
+        cpu_note = (f"; hub CPU {_median(cpus[t.port]):.2f} vs {_median(cpus[t.bypass_port]):.2f} ms/request "
+                    f"({cpu_overhead:+.1%}{'' if t.database == 'sqlite' else ', PostgreSQL not counted'})")
     size = f"{t.manifest.activities:,} activities"
     return [
         Row("2 profile read", t.database,
@@ -283,10 +314,12 @@ async def bench_profile_read(t: Target) -> list[Row]:
             " / ".join((f"p50 {_yes(server_p50 <= 5)}", f"req/s {_yes(rate >= 500)}",
                         f"size {_yes(t.manifest.activities >= 10_000_000)}")),
             {"p50_ms": p50s[t.port], "server_p50_ms": server_p50s, "rate": rates[t.port],
-             "activities": t.manifest.activities}),
-        Row("3 consent overhead (read)", t.database, f"{overhead:+.1%} throughput; p50 {p50:.2f} vs {p50_x:.2f} ms",
+             "server_cpu_ms": cpus[t.port], "activities": t.manifest.activities}),
+        Row("3 consent overhead (read)", t.database,
+            f"{overhead:+.1%} throughput (median of {t.repeats} paired runs); p50 {p50:.2f} vs {p50_x:.2f} ms{cpu_note}",
             f"bypass {rate_x:,.0f} vs {rate:,.0f} req/s", "<= 15%", _yes(overhead <= 0.15),
-            {"bypass_p50_ms": p50s[t.bypass_port], "bypass_rate": rates[t.bypass_port]}),
+            {"bypass_p50_ms": p50s[t.bypass_port], "bypass_rate": rates[t.bypass_port],
+             "bypass_server_cpu_ms": cpus[t.bypass_port]}),
     ]
 
 

@@ -192,3 +192,17 @@ async def test_a_bench_run_leaves_the_generated_data_as_it_found_it(engine, data
     assert await counts() == (generated[0], generated[1], generated[2] + 2)
     async with engine.connect() as conn:  # the generated activities are the ones left
         assert (await conn.execute(select(func.max(Activity.id)))).scalar_one() == start.activity_id
+
+
+def test_server_cpu_is_read_from_proc_for_a_process_and_its_children() -> None:
+    """bench/servers.py process_cpu_seconds: the consent-overhead rows divide it by requests."""
+    import os
+    import time
+
+    from bench.servers import process_cpu_seconds
+
+    before = process_cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # burn 0.3 s of CPU in this process
+        pass
+    assert 0.2 <= process_cpu_seconds(os.getpid()) - before < 5
