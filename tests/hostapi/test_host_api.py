@@ -391,3 +391,49 @@ async def test_clr_scope_uris_are_the_specs(client, host):
     for wrong in ("clr.readonly", "clr.upsert", "readonly"):
         response = await client.post("/oauth/register", json=_metadata([CLR + wrong]))
         assert response.status_code == 400 and response.json()["error"] == "invalid_client_metadata", response.text
+
+
+async def test_a_learner_erased_before_the_answer_is_logged_gets_no_answer(client, host, engine, samples_dir,
+                                                                          monkeypatch):
+    """PostgreSQL: the family erases the learner after getCredentials read the record and before
+    its disclosure is logged: the answer cannot be logged, so it is not given (403, nothing out).
+    SQLite: the request holds the write lock, so the erasure waits and the answer is given."""
+    import sqlite3
+
+    from hub.grants import enforce
+    from hub.people.service import delete_learner
+
+    app_client = await _register(client, OB_SCOPES)
+    guardian = await make_guardian(engine)
+    await sign_in(client)
+    token = await _token(client, app_client, OB_SCOPES)
+    original, erasure = enforce.append_events, []
+
+    async def erase_first(**kwargs):  # type: ignore[no-untyped-def]
+        if engine.dialect.name == "sqlite":
+            other = sqlite3.connect(engine.url.database, timeout=0.1, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                erasure.append("interleaved")
+                other.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                erasure.append("waited")
+            finally:
+                other.close()
+        else:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                assert await delete_learner(session=session, learner_id=guardian.learners[0]) is True
+            erasure.append("committed")
+        return await original(**kwargs)
+
+    monkeypatch.setattr(enforce, "append_events", erase_first)
+    response = await client.get("/ims/ob/v3p0/credentials", headers=_auth(token))
+    if engine.dialect.name == "sqlite":
+        assert erasure == ["waited"] and response.status_code == 200, response.text
+        return
+    assert erasure == ["committed"]
+    _assert_status_info(response, 403, "forbidden", samples_dir)
+    assert "erased" in response.json()["imsx_description"]
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(DisclosureEvent.id).where(
+            DisclosureEvent.learner_id == guardian.learners[0]))).all() == []
