@@ -145,7 +145,7 @@ async def post_statements(request: Request) -> JSONResponse:
         except IntegrityError:
             await session.rollback()
             return _error(409, "a concurrent request stored some of these statements; retry")
-        except LearnersErased:
+        except LearnersErased:  # not expected: every decision here is a write, which holds its learner
             await session.rollback()
             return _error(409, "a learner of these statements was erased while the request ran; nothing was stored; "
                                "retry (their statements will be refused)")
