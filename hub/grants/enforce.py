@@ -38,9 +38,12 @@ class AccessDenied(Exception):
 
 class ProviderAccess:
     def __init__(
-        self, *, session: AsyncSession, token: TokenContext, now: datetime, bypass_consent: bool = False
+        self, *, session: AsyncSession, token: TokenContext, now: datetime, bypass_consent: bool = False,
+        writes: bool = False,
     ) -> None:
         self._session = session
+        # A request that writes holds each learner it resolves against erasure (expect_writes).
+        self._writes = writes
         self._token = token
         self.now = now
         # BENCHMARK ONLY (issue 9): Settings.benchmark_bypass_consent, refused in production.
@@ -50,6 +53,11 @@ class ProviderAccess:
         self._events: dict[tuple[UUID, str, Action], PendingEvent] = {}
         self._log_heads: dict[UUID, tuple[int, str]] = {}
         self._held: set[UUID] = set()
+
+    def expect_writes(self) -> None:
+        """This request writes: learners resolved from now on are held against erasure in the
+        resolving statement itself, which saves ``authorize`` a statement per learner."""
+        self._writes = True
 
     @property
     def provider_id(self) -> UUID:
@@ -106,10 +114,13 @@ class ProviderAccess:
         if pairwise_id not in self._resolved:
             # The grants come with the pairwise id (one statement): still read once per request,
             # never cached across requests, so a revocation bites on the very next one.
-            resolved = await resolve_learner(session=self._session, provider_id=self.provider_id, pseudonym=pairwise_id)
+            resolved = await resolve_learner(session=self._session, provider_id=self.provider_id, pseudonym=pairwise_id,
+                                             hold=self._writes)
             if resolved is None:
                 raise LearnerNotFound(pairwise_id)
             self._resolved[pairwise_id] = resolved.learner_id
+            if self._writes:
+                self._held.add(resolved.learner_id)
             self._grants.setdefault(resolved.learner_id, resolved.grants)
             if resolved.log_head is not None:
                 self._log_heads.setdefault(resolved.learner_id, resolved.log_head)
@@ -124,8 +135,9 @@ class ProviderAccess:
         await self.require_visible(learner_id)
         if action is Action.CONTRIBUTE and learner_id not in self._held:
             # A write must not race the learner's erasure: its entries would meet a deleted
-            # learner (PostgreSQL). Held from here, the erasure waits for this request's commit
-            # and then removes what it stored; erased already, the learner is not found.
+            # learner (PostgreSQL). Held from here (if resolving did not already hold them: a
+            # learner reached by source id), the erasure waits for this request's commit and
+            # then removes what it stored; erased already, the learner is not found.
             try:
                 await hold_learners(self._session, [learner_id], read_in_this_transaction=True)
             except LearnersErased:

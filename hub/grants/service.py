@@ -15,6 +15,7 @@ from consent import Action, GrantView, get_section
 from consent.sections import check_action
 from consent.pseudonyms import looks_like_pairwise_id, pairwise_id
 from hub.grants.models import ConsentGrant, LearnerLogHead, LearnerPseudonym
+from hub.people.models import Learner
 
 
 _GRANT_FIELDS = ("id", "provider_id", "learner_id", "section", "action", "granted_at", "expires_at", "revoked_at",
@@ -26,21 +27,28 @@ def _view(row: Any) -> GrantView:
     return GrantView(**{name: getattr(row, name) for name in _GRANT_FIELDS if name != "action"}, action=Action(row.action))
 
 
-def _resolve_statement():  # type: ignore[no-untyped-def]
+def _resolve_statement(*, holding: bool):  # type: ignore[no-untyped-def]
     names, grant, head = LearnerPseudonym.__table__, ConsentGrant.__table__, LearnerLogHead.__table__
-    return (
+    joined = names
+    if holding:  # the learner row itself, to lock it (see resolve_learner)
+        learner = Learner.__table__
+        joined = names.join(learner, learner.c.id == names.c.learner_id)
+    statement = (
         select(names.c.learner_id.label("resolved_id"), head.c.seq.label("head_seq"), head.c.hash.label("head_hash"),
                *(grant.c[name] for name in _GRANT_FIELDS))
         .select_from(
-            names.outerjoin(grant, (grant.c.provider_id == names.c.provider_id) & (grant.c.learner_id == names.c.learner_id))
+            joined.outerjoin(grant, (grant.c.provider_id == names.c.provider_id) & (grant.c.learner_id == names.c.learner_id))
             .outerjoin(head, head.c.learner_id == names.c.learner_id)
         )
         .where(names.c.provider_id == bindparam("provider_id"), names.c.pseudonym == bindparam("pseudonym"))
     )
+    # FOR KEY SHARE (read=True; key_share alone would be FOR NO KEY UPDATE), as hold_learners takes.
+    return statement.with_for_update(read=True, key_share=True, of=Learner.__table__) if holding else statement
 
 
-# Built once: every provider request runs it (see resolve_learner).
-_RESOLVE = _resolve_statement()
+# Built once: every provider request runs one of them (see resolve_learner).
+_RESOLVE = _resolve_statement(holding=False)
+_RESOLVE_HOLDING = _resolve_statement(holding=True)
 
 
 @dataclass(frozen=True)
@@ -54,15 +62,20 @@ class ResolvedLearner:
     log_head: tuple[int, str] | None
 
 
-async def resolve_learner(*, session: AsyncSession, provider_id: UUID, pseudonym: str) -> ResolvedLearner | None:
+async def resolve_learner(
+    *, session: AsyncSession, provider_id: UUID, pseudonym: str, hold: bool = False
+) -> ResolvedLearner | None:
     """Pairwise id -> learner, this provider's grants for them and their log head, in one statement.
 
     One round trip instead of three on every provider request (the read path's consent overhead,
     BENCHMARKS.md). Plain rows through Core on the session's transaction: no ORM entities.
+    ``hold``: in the same statement, hold the learner against erasure as ``hub.grants.log.hold_learners``
+    does (for requests that write; PostgreSQL, since SQLite's transactions hold the write lock).
     """
     if not looks_like_pairwise_id(pseudonym):
         return None
-    rows = list(await (await session.connection()).execute(_RESOLVE, {"provider_id": provider_id, "pseudonym": pseudonym}))
+    statement = _RESOLVE_HOLDING if hold and session.get_bind().dialect.name == "postgresql" else _RESOLVE
+    rows = list(await (await session.connection()).execute(statement, {"provider_id": provider_id, "pseudonym": pseudonym}))
     if not rows:
         return None
     first = rows[0]

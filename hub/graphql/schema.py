@@ -35,6 +35,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.schema.types.base_scalars import DateTimeDefinition, wrap_parser
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext, Info
+from strawberry.types.graphql import OperationType
 
 from consent import Action, DenyReason, parse_scope
 from consent.sections import UnknownSection
@@ -833,6 +834,13 @@ class Mutation:
 
 class CommitOperation(SchemaExtension):
     """Commit the operation's writes and disclosure-log rows together, after execution."""
+
+    def on_execute(self) -> Any:  # type: ignore[override]
+        # Known once the document is parsed, before any resolver runs: a mutation writes.
+        context = self.execution_context.context
+        if isinstance(context, Context) and self.execution_context.operation_type is OperationType.MUTATION:
+            context.access.expect_writes()
+        yield
 
     async def on_operation(self) -> Any:  # type: ignore[override]
         yield

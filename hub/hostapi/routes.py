@@ -112,7 +112,7 @@ async def _protected(request: Request, binding: str, handler: Handler) -> Respon
         if binding == "clr":
             scopes |= token.scopes & {scope_for(s, Action.READ) for s in CLR_RECORD_SECTIONS}
         scoped = replace(token, scopes=scopes)
-        access = ProviderAccess(session=session, token=scoped, now=utcnow())
+        access = ProviderAccess(session=session, token=scoped, now=utcnow(), writes=request.method != "GET")
         try:
             response = await handler(session, access, token.learner_id, token)
         except LearnerNotFound:

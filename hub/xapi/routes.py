@@ -91,7 +91,7 @@ async def post_statements(request: Request) -> JSONResponse:
 
         report: Counter[str] = Counter()
         refused: Counter[str] = Counter()
-        access = ProviderAccess(session=session, token=token, now=utcnow())
+        access = ProviderAccess(session=session, token=token, now=utcnow(), writes=True)
         answers = {
             a.external_id: a
             for a in await lookup_links(session=session, provider_id=token.provider_id, system=SYSTEM,

@@ -74,30 +74,17 @@ async def test_an_erasure_during_a_batch_waits_for_it_then_removes_what_it_store
     assert await _count(engine, DisclosureEvent, learner_id=family.learner_id) == 0
 
 
-async def test_a_batch_whose_learner_was_just_erased_is_not_found_and_stores_nothing(client, engine, setup,
-                                                                                      monkeypatch):
-    """The erasure commits after the request resolved the learner and before its decision."""
-    from hub.grants import enforce
-
+async def test_a_batch_arriving_during_an_erasure_waits_for_it_and_finds_no_learner(client, engine, setup):
+    """The erasure has deleted the learner but not committed when the batch resolves them: the
+    batch waits (PostgreSQL: the resolving statement holds the learner; SQLite: the write lock),
+    then answers "learner not found" and stores nothing."""
     family, _, token = setup
-    original = enforce.hold_learners
-    erasure: list[str] = []
-
-    async def erase_first(session, learner_ids, **kwargs):  # type: ignore[no-untyped-def]
-        if engine.dialect.name == "sqlite":
-            erasure.append("waited" if _sqlite_write_lock_is_held(engine) else "interleaved")
-        else:
-            assert await _erase(engine, family.learner_id) is True
-            erasure.append("committed")
-        return await original(session, learner_ids, **kwargs)
-
-    monkeypatch.setattr(enforce, "hold_learners", erase_first)
-    body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(1)]})).json()
-    if engine.dialect.name == "sqlite":
-        assert erasure == ["waited"]
-        assert body["data"]["recordActivities"]["created"] == 1, body
-        return
-    assert erasure == ["committed"]
+    async with make_sessionmaker(engine)() as erasure, erasure.begin():
+        assert await delete_learner(session=erasure, learner_id=family.learner_id) is True
+        batch = asyncio.create_task(gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(1)]}))
+        await asyncio.sleep(0.5)
+        assert not batch.done(), "the batch must wait for the erasure in progress"
+    body = (await asyncio.wait_for(batch, 15)).json()
     assert body["data"]["recordActivities"] is None
     assert [(e["extensions"]["code"], e["message"]) for e in body["errors"]] == [("NOT_FOUND", "learner not found")]
     assert await _count(engine, Activity) == 0
@@ -181,3 +168,27 @@ async def test_requests_hold_a_learner_together_and_only_the_erasure_waits(engin
             await erasure.execute(text("SET LOCAL lock_timeout = '200ms'"))
             with pytest.raises(DBAPIError, match="lock timeout"):
                 await delete_learner(session=erasure, learner_id=family.learner_id)
+
+
+async def test_a_write_holds_its_learner_in_the_statement_that_resolves_them(client, engine, setup):
+    """No statement of its own for the hold: on PostgreSQL the pairwise-id lookup of a mutation
+    locks the learner (FOR KEY SHARE OF learner); a query's lookup locks nothing."""
+    from tests.factories import statements_during
+
+    _, _, token = setup
+    # The learner's first logged event starts their log head (and holds them there); then the usual case.
+    await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(0)]})
+    with statements_during(engine) as written:
+        body = (await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": [activity(1)]})).json()
+    assert body["data"]["recordActivities"]["created"] == 1, body
+    with statements_during(engine) as read:
+        assert (await gql(client, token, READ, {"id": lid(setup)})).json()["data"]["learner"]
+    holds = [s for s in written if "FOR KEY SHARE" in s]
+    if engine.dialect.name == "sqlite":
+        assert holds == []
+        return
+    resolving = [s for s in holds if "learner_pseudonym" in s]
+    assert len(resolving) == 1 and resolving[0].rstrip().endswith("FOR KEY SHARE OF learner"), holds
+    assert [s for s in holds if s.startswith("SELECT learner.id")] == [], "no statement of its own"
+    # The read holds the learner only where it logs (in the statement that moves the log head).
+    assert [s for s in read if "FOR KEY SHARE" in s and "learner_pseudonym" in s] == []
