@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import Action, GrantView, get_section
 from consent.sections import check_action
 from consent.pseudonyms import looks_like_pairwise_id, pairwise_id
+import hub.models  # noqa: F401  (every table before _RESOLVE is built: see _resolve_statement)
 from hub.grants.models import ConsentGrant, LearnerLogHead, LearnerPseudonym
 from hub.people.models import Learner
 
@@ -28,6 +29,9 @@ def _view(row: Any) -> GrantView:
 
 
 def _resolve_statement(*, holding: bool):  # type: ignore[no-untyped-def]
+    # A foreign-key column takes its type from the table it references and stays untyped
+    # (NullType: a UUID bound as is, which SQLite refuses) until that table is defined, hence the
+    # import of hub.models above: this runs at import time.
     names, grant, head = LearnerPseudonym.__table__, ConsentGrant.__table__, LearnerLogHead.__table__
     joined = names
     if holding:  # the learner row itself, to lock it (see resolve_learner)

@@ -16,6 +16,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import hub.models  # noqa: F401  (every table before _TOKEN_ROW is built: see hub.grants.service)
 from hub.oauth.keys import ALGORITHM, SigningKeys
 from hub.oauth.models import IssuedToken
 from hub.providers.models import OAuthClient
