@@ -22,6 +22,7 @@ from typing import Any
 from graphql import GraphQLInputObjectType, GraphQLList, GraphQLNonNull, Undefined
 from graphql.pyutils import is_iterable
 from graphql.type import is_required_input_field
+from graphql.type.scalars import coerce_string
 from graphql.utilities.coerce_input_value import coerce_default_value
 
 Coercer = Callable[[Any], Any]
@@ -58,6 +59,7 @@ def _compile(type_: Any, enclosing: tuple[Any, ...]) -> Coercer:
         return non_null
     if isinstance(type_, GraphQLList):
         item = _compile(type_.of_type, enclosing)
+        item_non_null, inner = _unwrapped(type_.of_type, enclosing)
 
         def list_of(value: Any) -> Any:
             if value is None or value is Undefined:
@@ -68,7 +70,12 @@ def _compile(type_: Any, enclosing: tuple[Any, ...]) -> Coercer:
             out = []
             append = out.append
             for entry in value:
-                coerced = item(entry)
+                if entry is None:  # every compiled coercer takes None to None
+                    if item_non_null:
+                        return Undefined
+                    append(None)
+                    continue
+                coerced = inner(entry)
                 if coerced is Undefined:
                     return Undefined
                 append(coerced)
@@ -80,8 +87,25 @@ def _compile(type_: Any, enclosing: tuple[Any, ...]) -> Coercer:
     return _compile_leaf(type_)
 
 
+def _unwrapped(type_: Any, enclosing: tuple[Any, ...]) -> tuple[bool, Coercer]:
+    """(non-null?, the coercer of the type inside): lets a list or an object settle ``None``
+    itself, without a call per value through the non-null wrapper. Only for values that are
+    neither ``None`` nor ``Undefined``, which every compiled coercer treats alike."""
+    if isinstance(type_, GraphQLNonNull):
+        return True, _compile(type_.of_type, enclosing)
+    return False, _compile(type_, enclosing)
+
+
 def _compile_leaf(type_: Any) -> Coercer:
     coerce = type_.coerce_input_value
+    if coerce is coerce_string:
+        # String, inlined: graphql-core's coerce_string accepts exactly the str instances.
+        def string(value: Any) -> Any:
+            if value is None or value is Undefined:
+                return None
+            return value if isinstance(value, str) else Undefined
+
+        return string
 
     def leaf(value: Any) -> Any:
         if value is None or value is Undefined:
@@ -94,47 +118,68 @@ def _compile_leaf(type_: Any) -> Coercer:
     return leaf
 
 
+_UNKNOWN_DEFAULT = object()
+
+
+def _default(field: Any) -> Any:
+    """The field's default as graphql-core supplies it (the same memoized object every time), or
+    ``_UNKNOWN_DEFAULT`` if it cannot be coerced now (then graphql-core's call raises at run time)."""
+    try:
+        return coerce_default_value(field)
+    except Exception:  # noqa: BLE001 - an invalid default: left to graphql-core's own error
+        return _UNKNOWN_DEFAULT
+
+
 def _compile_object(type_: GraphQLInputObjectType, enclosing: tuple[Any, ...]) -> Coercer:
     if type_ in enclosing:
         raise _Recursive(type_.name)
     inside = (*enclosing, type_)
     fields = [
-        (name, field.out_name or name, _compile(field.type, inside), is_required_input_field(field), field)
+        (name, field.out_name or name, *_unwrapped(field.type, inside), is_required_input_field(field), _default(field),
+         field)
         for name, field in type_.fields.items()
     ]
     known = frozenset(type_.fields)
     out_type, one_of = type_.out_type, type_.is_one_of
+    plain_out = out_type is GraphQLInputObjectType.out_type  # the default: the dict as it is
 
     def input_object(value: Any) -> Any:
         if value is None or value is Undefined:
             return None
         if not isinstance(value, dict):
             return Undefined
-        defined = 0
-        for name, field_value in value.items():
-            if field_value is Undefined:
-                continue
-            defined += 1
-            if name not in known:
-                return Undefined
+        # An unknown name is an error unless its value is Undefined (as if absent); the subset
+        # test settles the common case in C.
+        if not known.issuperset(value) and any(
+            name not in known and field_value is not Undefined for name, field_value in value.items()
+        ):
+            return Undefined
         out: dict[str, Any] = {}
-        for name, out_name, coerce, required, field in fields:
-            field_value = value.get(name, Undefined)
+        get = value.get
+        for name, out_name, non_null, coerce, required, default, field in fields:
+            field_value = get(name, Undefined)
             if field_value is Undefined:
                 if required:
                     return Undefined
-                default = coerce_default_value(field)
+                if default is _UNKNOWN_DEFAULT:
+                    default = coerce_default_value(field)
                 if default is not Undefined:
                     out[out_name] = default
+                continue
+            if field_value is None:
+                if non_null:
+                    return Undefined
+                out[out_name] = None
                 continue
             coerced = coerce(field_value)
             if coerced is Undefined:
                 return Undefined
             out[out_name] = coerced
         if one_of:
+            defined = sum(1 for field_value in value.values() if field_value is not Undefined)
             keys = list(out)
             if defined != 1 or len(keys) != 1 or out[keys[0]] is None:
                 return Undefined
-        return out_type(out)
+        return out if plain_out else out_type(out)
 
     return input_object
