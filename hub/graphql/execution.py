@@ -27,11 +27,13 @@ from typing import Any, NamedTuple
 
 from graphql import (
     GraphQLEnumType,
+    GraphQLID,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLScalarType,
     GraphQLSchema,
+    GraphQLString,
     Undefined,
 )
 from graphql.pyutils import Path, gather_with_cancel
@@ -303,24 +305,38 @@ def _run_plan(plan: tuple[PlanStep, ...], source: Any) -> dict[str, Any]:
     if isinstance(source, Exception):  # graphql-core raises it as the field's error
         raise _Unplanned
     result: dict[str, Any] = {}
-    for step in plan:
-        if step.kind is TYPENAME:
-            result[step.response_name] = step.attribute  # the type's name
+    # Unpacked, not read by attribute, and serialised inline: this loop runs for every output
+    # field of a page (~1,300 in the profile read).
+    for response_name, attribute, kind, nullable, serialize, item_nullable, sub in plan:
+        if kind is TYPENAME:
+            result[response_name] = attribute  # the type's name
             continue
-        value = getattr(source, step.attribute, Undefined)
+        value = getattr(source, attribute, Undefined)
         if value is None or value is Undefined:
-            if not step.nullable:
+            if not nullable:
                 raise _Unplanned
-            result[step.response_name] = None
-        elif step.kind is LEAF:
-            result[step.response_name] = _serialized(step.serialize, value)
-        elif step.kind is OBJECT:
-            result[step.response_name] = _run_plan(step.sub, value)  # type: ignore[arg-type]
-        elif step.kind is LEAF_LIST:
-            result[step.response_name] = _plan_list(value, step.item_nullable, partial(_serialized, step.serialize))
+            result[response_name] = None
+        elif kind is LEAF:
+            if serialize in _STR_AS_IS and type(value) is str:
+                result[response_name] = value  # what String's and ID's serialize return for a str
+                continue
+            if isinstance(value, Exception):
+                raise _Unplanned
+            serialized = serialize(value)
+            if serialized is None or serialized is Undefined:
+                raise _Unplanned
+            result[response_name] = serialized
+        elif kind is OBJECT:
+            result[response_name] = _run_plan(sub, value)  # type: ignore[arg-type]
+        elif kind is LEAF_LIST:
+            result[response_name] = _plan_list(value, item_nullable, partial(_serialized, serialize))
         else:
-            result[step.response_name] = _run_plan_list(step.sub, step.item_nullable, value)  # type: ignore[arg-type]
+            result[response_name] = _run_plan_list(sub, item_nullable, value)  # type: ignore[arg-type]
     return result
+
+
+# Serialisers that return a str value unchanged (graphql-core's String and ID).
+_STR_AS_IS = frozenset({GraphQLString.serialize, GraphQLID.serialize})
 
 
 def _serialized(serialize: Any, value: Any) -> Any:
