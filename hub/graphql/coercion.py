@@ -70,7 +70,7 @@ def _compile(type_: Any, enclosing: tuple[Any, ...]) -> Coercer:
             out = []
             append = out.append
             for entry in value:
-                if entry is None:  # every compiled coercer takes None to None
+                if entry is None or entry is Undefined:  # what every compiled coercer takes to None
                     if item_non_null:
                         return Undefined
                     append(None)
@@ -88,9 +88,9 @@ def _compile(type_: Any, enclosing: tuple[Any, ...]) -> Coercer:
 
 
 def _unwrapped(type_: Any, enclosing: tuple[Any, ...]) -> tuple[bool, Coercer]:
-    """(non-null?, the coercer of the type inside): lets a list or an object settle ``None``
-    itself, without a call per value through the non-null wrapper. Only for values that are
-    neither ``None`` nor ``Undefined``, which every compiled coercer treats alike."""
+    """(non-null?, the coercer of the type inside): lets a list or an object settle ``None`` (and
+    ``Undefined``, which every compiled coercer treats alike) itself, without a call per value
+    through the non-null wrapper."""
     if isinstance(type_, GraphQLNonNull):
         return True, _compile(type_.of_type, enclosing)
     return False, _compile(type_, enclosing)

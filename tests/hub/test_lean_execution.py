@@ -274,6 +274,19 @@ def test_compiled_coercion_equals_graphql_core(data: Any) -> None:
                                                                input_coercer(activity_list)(value) is Undefined)
 
 
+@pytest.mark.parametrize("item", [None, Undefined])
+@pytest.mark.parametrize("non_null_items", [True, False])
+def test_compiled_coercion_of_a_missing_list_item(item: Any, non_null_items: bool) -> None:
+    """A null or Undefined entry: the whole list is invalid under non-null items, else null there."""
+    activity = INPUT_TYPES["ActivityInput"]
+    type_ = GraphQLList(GraphQLNonNull(activity) if non_null_items else activity)
+    value = [item, {**_ACTIVITY, "result": None}]
+    expected = coerce_input_value(value, type_)
+    got = input_coercer(type_)(value)
+    assert (got is Undefined) is (expected is Undefined) is non_null_items
+    assert non_null_items or got == expected
+
+
 _NOISE_KEYS = st.sampled_from(["sourceId", "badges", "achievement", "id", "name", "learnerId", "kind", "skill", "x"])
 
 
