@@ -149,3 +149,29 @@ async def test_sqlite_insert_rows_refuses_rows_with_different_columns(tmp_path) 
             assert (await conn.execute(text("SELECT count(*) FROM activity"))).scalar_one() == 0
     finally:
         await engine.dispose()
+
+
+async def test_plain_rows_answer_what_the_rows_answer(tmp_path) -> None:
+    from sqlalchemy import select
+
+    from hub.db import plain_rows
+    from hub.records.models import Activity
+
+    engine, learner, provider = await _sqlite_with_parents(tmp_path)
+    try:
+        async with engine.begin() as conn:
+            from sqlalchemy import insert
+
+            await conn.execute(insert(Activity.__table__), _activity_rows(learner, provider, "p"))
+            query = select(*Activity.__table__.c).order_by(Activity.id)
+            rows = list(await conn.execute(query))
+            plain = plain_rows(await conn.execute(query))
+            # Typed values (UUIDs, aware datetimes, booleans), by the same names, in the same order.
+            assert [tuple(p) for p in plain] == [tuple(r) for r in rows] and len(plain) == 4
+            assert all(getattr(p, c.name) == getattr(r, c.name) for p, r in zip(plain, rows) for c in Activity.__table__.c)
+            assert plain[0].learner_id == learner and plain[0].timestamp.tzinfo is not None
+            # A name a named tuple cannot take: the Rows themselves.
+            odd = plain_rows(await conn.execute(text("SELECT 1 AS _hidden, 2 AS shown")))
+            assert (odd[0]._hidden, odd[0].shown) == (1, 2)
+    finally:
+        await engine.dispose()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections import namedtuple
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Allowed, get_section
 from schemas import records as record_schemas
-from hub.db import sqlite_insert_rows, unnest_params, unnest_select
+from hub.db import plain_rows, sqlite_insert_rows, unnest_params, unnest_select
 from hub.grants.log import LearnersErased, hold_learners
 from hub.records.crypto import DataKey, FieldContext, UnreadableData
 from hub.records.keys import DataKeys
@@ -467,27 +466,9 @@ async def _core_rows(session: AsyncSession, query: Any, params: dict[str, Any] |
     at commit, not before a read.
     """
     connection = await session.connection()
-    result = await connection.execute(query, params)
-    return _plain_rows(tuple(result.keys()), result)
+    return plain_rows(await connection.execute(query, params))
 
 
-# Row classes by column names, made once per statement shape.
-_ROW_CLASSES: dict[tuple[str, ...], Any] = {}
-
-
-def _plain_rows(keys: tuple[str, ...], rows: Any) -> list[Any]:
-    """The rows as named tuples: the same attributes, read ~15x faster than a SQLAlchemy ``Row``'s
-    (``Row.__getattr__`` goes through the result's key map on every access). A page's rows are
-    read by attribute ~20 times each (``from_row``, cursors): 50 activities' ``Activity.from_row``
-    took 382 µs from ``Row``s and 102 µs from named tuples (BENCHMARKS.md, profile read)."""
-    row_class = _ROW_CLASSES.get(keys)
-    if row_class is None:
-        try:
-            row_class = _ROW_CLASSES[keys] = namedtuple("PageRow", keys)  # noqa: PYI024
-        except ValueError:  # a name a named tuple cannot take (e.g. "_x"): keep the Rows
-            return list(rows)
-    make = row_class._make
-    return [make(row) for row in rows]
 
 
 # The parts of a PageQuery that change the SQL; the rest are bind parameter values.
