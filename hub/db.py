@@ -14,12 +14,13 @@ from functools import lru_cache
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, MetaData, String, Uuid, event, exc
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, MetaData, String, Uuid, event, exc, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from hub import sqlite_driver
 from hub.sqlite_wal import disable_automatic_checkpoints
 
 NAMING_CONVENTION = {
@@ -75,7 +76,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={sqlite_driver.BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -92,7 +93,10 @@ def make_engine(url: str, *, pool_size: int = 10, plan_cache_mode: str = "auto",
     """``sqlite_checkpoints_in_background``: this engine's connections never checkpoint the WAL;
     the caller must run ``hub.sqlite_wal.checkpoint_in_background`` (the server process does)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url)
+        database = make_url(url).database
+        # A file: sqlite3 on the event loop's thread, not aiosqlite's hop per call (hub.sqlite_driver).
+        direct = {} if database in (None, "", ":memory:") else {"async_creator": sqlite_driver.connector(database)}
+        engine = create_async_engine(url, **direct)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         if sqlite_checkpoints_in_background:
             event.listen(engine.sync_engine, "connect", disable_automatic_checkpoints)
