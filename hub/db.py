@@ -198,7 +198,20 @@ def _sqlite_insert_plan(table: Any, names: tuple[str, ...], dialect: Dialect) ->
     sql = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES ({', '.join('?' * len(names))})"
     # dialect_impl: the dialect's own variant of each type (SQLite's DATETIME string format), as a
     # compiled statement uses; the generic type's processor would leave datetimes to the driver.
-    return sql, tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+    return sql, tuple(_sqlite_utc_text if isinstance(table.c[name].type, UTCDateTime)
+                      else table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+
+
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    """What UTCDateTime's bind processing stores on SQLite (UTC, naive, then the SQLite dialect's
+    DATETIME text "YYYY-MM-DD HH:MM:SS.ffffff"), in one call instead of two with a %-format: a
+    batch binds 1,000 timestamps (2.8 -> 1.8 ms). Pinned to Core's own output by
+    tests/test_database_engine.py."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTCDateTime column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 async def sqlite_insert_rows(connection: AsyncConnection, table: Any, rows: list[dict[str, Any]],

@@ -61,6 +61,25 @@ async def test_same_batch_twice_stores_once_and_says_so(client, engine, setup):
     assert await _count(engine, Activity) == 50
 
 
+async def test_fingerprints_are_the_sha256_of_pydantics_json(client, engine, setup):
+    """The stored form every later version must reproduce: a re-send of an entry stored by an
+    earlier version is then "unchanged" (whatever serialiser call computes it)."""
+    import hashlib
+
+    from sqlalchemy import select
+
+    from schemas.records import SECTION_INPUTS
+
+    _, _, token = setup
+    items = [activity(n) for n in range(5)]
+    await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": items})
+    async with engine.connect() as conn:
+        stored = dict((await conn.execute(select(Activity.source_id, Activity.content_hash))).all())
+    for item in items:
+        entry = SECTION_INPUTS["activities"].model_validate(item)
+        assert stored[entry.source_id] == hashlib.sha256(entry.model_dump_json().encode()).hexdigest()
+
+
 async def test_fingerprints_stored_in_the_earlier_form_still_match(client, engine, setup):
     """Entries stored before the fingerprint moved to pydantic's JSON keep their sorted-json.dumps
     hash: a re-send is still unchanged, a real change still updates."""
