@@ -206,3 +206,18 @@ def test_server_cpu_is_read_from_proc_for_a_process_and_its_children() -> None:
     while time.process_time() < deadline:  # burn 0.3 s of CPU in this process
         pass
     assert 0.2 <= process_cpu_seconds(os.getpid()) - before < 5
+
+
+def test_spy_summary_counts_own_and_inclusive_samples(tmp_path) -> None:
+    from bench.spy import summarize
+
+    raw = tmp_path / "spy.txt"
+    raw.write_text("main (app.py:1);handle (app.py:9);from_row (types.py:40) 3\n"
+                   "main (app.py:1);handle (app.py:12) 1\n"
+                   "main (app.py:2);from_row (types.py:41) 4\n")
+    out = summarize(raw, top=5, match="handle|from_row").splitlines()
+    assert out[0] == "8 samples; own samples:"
+    # Line numbers are folded: the two from_row lines are one function with 7 own samples.
+    assert out[1].split() == ["87.5%", "from_row", "(types.py)"] and out[2].split() == ["12.5%", "handle", "(app.py)"]
+    inclusive = out[out.index("inclusive, frames matching 'handle|from_row':") + 1:]
+    assert [line.split()[0] for line in inclusive] == ["87.5%", "50.0%"]
