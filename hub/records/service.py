@@ -541,6 +541,22 @@ def _single_page_select(spec: PageQuery):  # type: ignore[no-untyped-def]
     return statement
 
 
+_union_page_cache: dict[tuple[Any, ...], Any] = {}
+
+
+def _union_page_select(shape: tuple[Any, ...], spec: PageQuery, learners: int):  # type: ignore[no-untyped-def]
+    """SQLite's many-learner page (no LATERAL): a UNION ALL of ``learners`` single-learner
+    queries, with parameters ``learner_0``..: built once per shape and count. Built per request
+    with the ids inside, it was ~70 % of a 100-learner fan-out's time on SQLite (statement
+    construction and a compile no cache could hold; BENCHMARKS.md, seventh session)."""
+    key = (*shape, learners)
+    statement = _union_page_cache.get(key)
+    if statement is None:
+        branches = [select(_page_select(spec, bindparam(f"learner_{n}", type_=Uuid())).subquery().c) for n in range(learners)]
+        statement = _union_page_cache[key] = select(*union_all(*branches).subquery().c)
+    return statement
+
+
 async def _single_page(session: AsyncSession, spec: PageQuery, learner_id: UUID, data_keys: DataKeys | None) -> Page:
     rows = await _core_rows(session, _single_page_select(spec), {**_page_params(spec), "learner_id": learner_id})
     return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
@@ -615,10 +631,11 @@ async def list_pages(
         ids = func.unnest(wanted).table_valued(column("learner_id", Uuid())).render_derived(name="wanted")
         per_learner = _page_select(spec, ids.c.learner_id).subquery().lateral()
         query = select(*per_learner.c).select_from(ids).join(per_learner, true())
+        params = _page_params(spec)
     else:
-        branches = [select(_page_select(spec, i).subquery().c) for i in learner_ids]
-        query = select(*union_all(*branches).subquery().c)
-    rows = await _core_rows(session, query, _page_params(spec))
+        query = _union_page_select(_page_shape(spec), spec, len(learner_ids))
+        params = {**_page_params(spec), **{f"learner_{n}": i for n, i in enumerate(learner_ids)}}
+    rows = await _core_rows(session, query, params)
     grouped: dict[UUID, list[Any]] = {i: [] for i in learner_ids}
     for row in rows:
         grouped[row.learner_id].append(row)

@@ -49,3 +49,42 @@ async def test_learners_page_with_three_sections_is_a_bounded_number_of_statemen
     # token + page + grants + one per section + log (4) (+ BEGIN on SQLite): the same for 10 and 100.
     assert small_count == large_count <= 12, (small_count, large_count)
     print(f"statements for a page of 100 learners x 3 sections: {large_count}")
+
+
+async def _learners_with_activities(engine, provider, count: int, per_learner: int) -> None:  # type: ignore[no-untyped-def]
+    from hub.records.models import Activity
+
+    await _learners_with_grants(engine, provider, count)
+    now = datetime.now(UTC)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        from sqlalchemy import select
+
+        from hub.grants.models import ConsentGrant
+
+        learner_ids = (await session.execute(select(ConsentGrant.learner_id).where(
+            ConsentGrant.provider_id == provider.provider_id).distinct())).scalars().all()
+        for learner_id in learner_ids:
+            tag = learner_id.hex[:8]
+            session.add_all(Activity(
+                learner_id=learner_id, provider_id=provider.provider_id, source_id=f"{tag}-{n}", content_hash="0" * 64,
+                created_at=now, updated_at=now, verb_id="http://adlnet.gov/expapi/verbs/completed", verb_display="completed",
+                object_id=f"https://lms.example.org/{tag}/{n}", timestamp=now - timedelta(hours=per_learner - n),
+            ) for n in range(per_learner))
+
+
+async def test_each_learner_of_a_page_gets_their_own_newest_entries(client, engine):
+    """Many learners' pages come from one statement (a UNION ALL on SQLite, built once per page
+    shape and count): two providers' pages of the same size get each learner's own entries."""
+    query = """query($first: Int!) { learners(first: $first) { nodes { id activities(first: 3) { nodes { sourceId } } } } }"""
+    for name in ("One", "Two"):
+        provider = await make_provider(engine, name, ["activities:read"])
+        await _learners_with_activities(engine, provider, 4, per_learner=5)
+        body = (await gql(client, await get_token(client, provider), query, {"first": 4})).json()
+        assert "errors" not in body, body
+        pages = [[a["sourceId"] for a in node["activities"]["nodes"]] for node in body["data"]["learners"]["nodes"]]
+        assert len(pages) == 4
+        tags = {page[0].split("-")[0] for page in pages}
+        assert len(tags) == 4  # four learners, four different owners
+        for page in pages:
+            tag = page[0].split("-")[0]
+            assert page == [f"{tag}-4", f"{tag}-3", f"{tag}-2"]  # theirs only, newest first
