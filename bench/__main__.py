@@ -45,7 +45,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--activities-per-learner", type=int, default=100)
     p.add_argument("--heavy-learner-activities", type=int, default=200_000, help="growth benchmark: the big learner")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3, help="runs per figure; medians are reported")
+    p.add_argument("--repeats", type=int, default=5, help="runs per figure; medians are reported (consent overheads: "
+                   "of the repeats' paired ratios, in alternating order)")
     p.add_argument("--duration", type=float, default=4.0, help="seconds per throughput run")
     p.add_argument("--concurrency", type=int, default=8, help="concurrent clients for throughput runs")
     p.add_argument("--ingest-batches", type=int, default=20, help="batches of 1,000 per ingest run")

@@ -243,9 +243,16 @@ async def bench_ingest(t: Target) -> list[Row]:
 
     for r in range(t.repeats):
         tag = f"b{uuid.uuid4().hex[:8]}"
-        http.append(await timed(t.port, f"{tag}-h"))
-        raw.append(await _raw_ingest(t, learner_ids, f"{tag}-r"))
-        bypass.append(await timed(t.bypass_port, f"{tag}-x"))
+        # The pair's order alternates (ABBA), so a machine speeding up or slowing down during the
+        # run does not favour one side; the raw insert stays next to the hub's run.
+        if r % 2 == 0:
+            http.append(await timed(t.port, f"{tag}-h"))
+            raw.append(await _raw_ingest(t, learner_ids, f"{tag}-r"))
+            bypass.append(await timed(t.bypass_port, f"{tag}-x"))
+        else:
+            bypass.append(await timed(t.bypass_port, f"{tag}-x"))
+            raw.append(await _raw_ingest(t, learner_ids, f"{tag}-r"))
+            http.append(await timed(t.port, f"{tag}-h"))
     h, x, w = _median(http), _median(bypass), _median(raw)
     # Paired per repeat, as for the read (bench_profile_read): the median of the runs' own ratios.
     ratio = _median([a / b for a, b in zip(http, raw, strict=True)])
@@ -287,8 +294,9 @@ async def bench_profile_read(t: Target) -> list[Row]:
     rates: dict[int, list[float]] = {t.port: [], t.bypass_port: []}
     cpus: dict[int, list[float]] = {t.port: [], t.bypass_port: []}  # server CPU ms per request, loaded
     await _read_run(t, t.port, tokens[t.port], bodies, 4, 1.0)  # warm-up (connections, caches)
-    for _ in range(t.repeats):
-        for port in (t.port, t.bypass_port):
+    for repeat in range(t.repeats):
+        # The pair's order alternates (ABBA), as for ingest.
+        for port in (t.port, t.bypass_port) if repeat % 2 == 0 else (t.bypass_port, t.port):
             single = await _read_run(t, port, tokens[port], bodies, 1, t.duration / 2)
             p50s[port].append(single.p50_ms)
             if port == t.port:
