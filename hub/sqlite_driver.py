@@ -57,9 +57,6 @@ class Cursor:
     async def __aexit__(self, *_exc: object) -> None:
         self._cursor.close()
 
-    def __await__(self) -> Any:  # ``await connection.cursor()``, as aiosqlite allows
-        return self.__aenter__().__await__()
-
     @property
     def description(self) -> Any:
         return self._cursor.description
@@ -149,9 +146,6 @@ class Connection:
                 wait = min(wait * 2, _LONGEST_RETRY_S)
         finally:
             self._conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-
-    async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
-        return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
         self._conn.commit()

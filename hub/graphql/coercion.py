@@ -58,14 +58,13 @@ def _compile(type_: Any, enclosing: tuple[Any, ...]) -> Coercer:
 
         return non_null
     if isinstance(type_, GraphQLList):
-        item = _compile(type_.of_type, enclosing)
         item_non_null, inner = _unwrapped(type_.of_type, enclosing)
 
         def list_of(value: Any) -> Any:
             if value is None or value is Undefined:
                 return None
-            if not is_iterable(value):  # a non-list value is a list of one
-                coerced = item(value)
+            if not is_iterable(value):  # a non-list value is a list of one (not null here)
+                coerced = inner(value)
                 return Undefined if coerced is Undefined else [coerced]
             out = []
             append = out.append

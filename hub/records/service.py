@@ -544,12 +544,12 @@ def _single_page_select(spec: PageQuery):  # type: ignore[no-untyped-def]
 _union_page_cache: dict[tuple[Any, ...], Any] = {}
 
 
-def _union_page_select(shape: tuple[Any, ...], spec: PageQuery, learners: int):  # type: ignore[no-untyped-def]
+def _union_page_select(spec: PageQuery, learners: int):  # type: ignore[no-untyped-def]
     """SQLite's many-learner page (no LATERAL): a UNION ALL of ``learners`` single-learner
     queries, with parameters ``learner_0``..: built once per shape and count. Built per request
     with the ids inside, it was ~70 % of a 100-learner fan-out's time on SQLite (statement
     construction and a compile no cache could hold; BENCHMARKS.md, seventh session)."""
-    key = (*shape, learners)
+    key = (*_page_shape(spec), learners)
     statement = _union_page_cache.get(key)
     if statement is None:
         branches = [select(_page_select(spec, bindparam(f"learner_{n}", type_=Uuid())).subquery().c) for n in range(learners)]
@@ -633,7 +633,7 @@ async def list_pages(
         query = select(*per_learner.c).select_from(ids).join(per_learner, true())
         params = _page_params(spec)
     else:
-        query = _union_page_select(_page_shape(spec), spec, len(learner_ids))
+        query = _union_page_select(spec, len(learner_ids))
         params = {**_page_params(spec), **{f"learner_{n}": i for n, i in enumerate(learner_ids)}}
     rows = await _core_rows(session, query, params)
     grouped: dict[UUID, list[Any]] = {i: [] for i in learner_ids}
