@@ -175,3 +175,32 @@ async def test_plain_rows_answer_what_the_rows_answer(tmp_path) -> None:
             assert (odd[0]._hidden, odd[0].shown) == (1, 2)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql+asyncpg", "postgresql+psycopg"])
+async def test_utc_datetimes_come_back_aware_in_utc(database: str, tmp_path) -> None:
+    """UTCDateTime answers the same instant, as an aware UTC datetime, on every driver: asyncpg's
+    values are used as decoded (no processor), psycopg's arrive in the session's time zone and are
+    converted, SQLite's naive text is marked UTC."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy import literal, select
+
+    from hub.db import UTCDateTime
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'utc.db'}" if database == "sqlite" else ADMIN_URL.replace(
+        "postgresql+asyncpg", database)
+    given = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=timezone(timedelta(hours=-5)))
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            if database != "sqlite":
+                await conn.execute(text("SET TIME ZONE 'Asia/Kolkata'"))  # not UTC: the driver's answer must still be
+            got = (await conn.execute(select(literal(given, UTCDateTime())))).scalar_one()
+    except OSError as exc:
+        if database == "sqlite":
+            raise
+        pytest.skip(f"needs PostgreSQL at {ADMIN_URL}: {exc}")
+    finally:
+        await engine.dispose()
+    assert got == given and got.tzinfo is UTC

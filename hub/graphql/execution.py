@@ -16,18 +16,28 @@ Errors keep graphql-core's semantics: a leaf that is ``None`` where non-null, fa
 serialise or holds an exception is handed to graphql-core's own ``execute_field``; an error
 inside a sub-selection goes through graphql-core's ``handle_field_error`` with the same path, so
 null propagation and error paths are unchanged. Resolver fields are executed by graphql-core.
-Behaviour is pinned by the whole GraphQL test suite, which runs through this executor, and by
+A selection whose fields are all plain, down to its leaves, is completed along a plan: made once
+per operation (shared by every execution of a query text when no directive can change it) and
+compiled to a Python function (``_compiled``), so a page's ~1,300 output fields are not
+interpreted step by step. Behaviour is pinned by the whole GraphQL test suite, which runs through this executor, and by
 tests/hub/test_lean_execution.py (same results and errors as graphql-core's own executor).
 """
 
 from __future__ import annotations
 
-from functools import partial
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 from graphql import (
+    FragmentSpreadNode,
+    GraphQLBoolean,
     GraphQLEnumType,
+    GraphQLFloat,
     GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -190,10 +200,10 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             isinstance(value, list | tuple) and (plain.item_nullable or all(v is not None for v in value))
         ):
             return _GENERIC
-        plan = self._plan(plain.object_type, field_details_list)
-        if plan is not None:
+        complete = self._completer(plain.object_type, field_details_list)
+        if complete is not None:
             try:
-                return _run_plan(plan, value) if plain.kind == OBJECT else _run_plan_list(plan, plain.item_nullable, value)
+                return complete(value) if plain.kind == OBJECT else _plan_list(value, plain.item_nullable, complete)
             except Exception:  # noqa: BLE001 - anything unusual: the general path below, with its errors
                 pass
         field_path = Path(path, response_name, parent_type.name)
@@ -210,22 +220,39 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return self._guarded(completed, field.type, field_details_list, field_path)
         return completed
 
+    def _plans(self) -> dict[Any, list[Any]]:
+        plans = self.__dict__.get("_kinfolio_plans")
+        if plans is None:
+            plans = self.__dict__["_kinfolio_plans"] = _operation_plans(self.operation, self.fragments)
+        return plans
+
     def _plan(self, object_type: GraphQLObjectType, field_details_list: Any) -> tuple[PlanStep, ...] | None:
         """How to complete objects of this type under this selection when every field below it
-        is plain (None otherwise), computed once per execution and selection."""
-        plans: dict[Any, Any] = self.__dict__.setdefault("_kinfolio_plans", {})
-        key = (object_type, id(field_details_list))
-        cached = plans.get(key)
-        if cached is not None:
-            return cached[1]
+        is plain (None otherwise): made once per operation (see ``_operation_plans``)."""
+        return self._plan_entry(object_type, field_details_list)[0]
+
+    def _completer(self, object_type: GraphQLObjectType, field_details_list: Any) -> Callable[[Any], Any] | None:
+        """The plan as one compiled function (``_compiled``), or None."""
+        entry = self._plan_entry(object_type, field_details_list)
+        if entry[1] is None and entry[0] is not None:
+            entry[1] = _compiled(entry[0])
+        return entry[1]
+
+    def _plan_entry(self, object_type: GraphQLObjectType, field_details_list: Any) -> list[Any]:
+        plans = self._plans()
+        # The field nodes, not the list graphql-core collected them in (a new one per execution):
+        # they belong to the parsed document, which the plans' owner keeps alive.
+        key = (object_type, *[id(details.node) for details in field_details_list])
+        entry = plans.get(key)
+        if entry is not None:
+            return entry
         grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(object_type, field_details_list)
         steps = [] if new_defer_usages else [
             self._plan_step(object_type, name, sub_details) for name, sub_details in grouped_field_set.items()
         ]
         plan = tuple(steps) if steps and None not in steps else None  # type: ignore[arg-type]
-        # The list is kept alive with its plan so that its id cannot be reused (as graphql-core does).
-        plans[key] = (field_details_list, plan)
-        return plan
+        entry = plans[key] = [plan, None]
+        return entry
 
     def _plan_step(self, object_type: GraphQLObjectType, response_name: str, sub_details: Any) -> PlanStep | None:
         """One field of a plan, or None when it needs graphql-core (arguments, directives, @defer,
@@ -299,44 +326,117 @@ class _Unplanned(Exception):
     """A value the plan does not cover (null in a non-null position, an error value, …)."""
 
 
-def _run_plan(plan: tuple[PlanStep, ...], source: Any) -> dict[str, Any]:
-    """Complete one object along its plan: the same result graphql-core would give, or raise (then
-    the general path runs again from the same, unchanged, source and reports the error)."""
-    if isinstance(source, Exception):  # graphql-core raises it as the field's error
-        raise _Unplanned
-    result: dict[str, Any] = {}
-    # Unpacked, not read by attribute, and serialised inline: this loop runs for every output
-    # field of a page (~1,300 in the profile read).
-    for response_name, attribute, kind, nullable, serialize, item_nullable, sub in plan:
-        if kind is TYPENAME:
-            result[response_name] = attribute  # the type's name
+# Plans per operation, shared by every execution of it (the parsed document is cached, so the same
+# query text brings the same operation node). Only for operations without directives: with
+# @skip/@include on a fragment, which fields a plan holds depends on the variables.
+_SHARED_PLANS: OrderedDict[int, tuple[Any, dict[Any, list[Any]] | None]] = OrderedDict()
+_SHARED_OPERATIONS = 512  # twice the parser cache's documents (hub/graphql/schema.py)
+
+
+def _operation_plans(operation: Any, fragments: dict[str, Any]) -> dict[Any, list[Any]]:
+    """The plan store for an execution of this operation: shared, or its own when the operation
+    (or a fragment it may use) has a directive."""
+    held = _SHARED_PLANS.get(id(operation))
+    if held is None:
+        shared = None if _has_directives(operation, fragments) else {}
+        # The operation is held with its plans: its id (and its nodes', which key the plans)
+        # cannot be reused while they are here.
+        held = _SHARED_PLANS[id(operation)] = (operation, shared)
+        if len(_SHARED_PLANS) > _SHARED_OPERATIONS:
+            _SHARED_PLANS.popitem(last=False)
+    else:
+        _SHARED_PLANS.move_to_end(id(operation))
+    return held[1] if held[1] is not None else {}
+
+
+def _has_directives(operation: Any, fragments: dict[str, Any]) -> bool:
+    pending = [operation, *fragments.values()]
+    while pending:
+        node = pending.pop()
+        if getattr(node, "directives", None):
+            return True
+        if isinstance(node, FragmentSpreadNode):
             continue
-        value = getattr(source, attribute, Undefined)
-        if value is None or value is Undefined:
-            if not nullable:
-                raise _Unplanned
-            result[response_name] = None
-        elif kind is LEAF:
-            if serialize in _STR_AS_IS and type(value) is str:
-                result[response_name] = value  # what String's and ID's serialize return for a str
+        selection_set = getattr(node, "selection_set", None)
+        if selection_set is not None:
+            pending.extend(selection_set.selections)
+    return False
+
+
+# Serialisers whose answer for a value passing the test is the value itself (graphql-core's
+# serialize_string, serialize_id, serialize_float, serialize_int, serialize_boolean).
+_AS_IS = {
+    GraphQLString.serialize: "type({v}) is str",
+    GraphQLID.serialize: "type({v}) is str",
+    GraphQLFloat.serialize: "type({v}) is float and {v} - {v} == 0.0",  # finite (inf - inf is nan)
+    GraphQLInt.serialize: "type({v}) is int and -2147483648 <= {v} <= 2147483647",
+    GraphQLBoolean.serialize: "{v} is True or {v} is False",
+}
+_INLINE_DEPTH = 8  # deeper objects become functions of their own (Python limits nested blocks)
+
+
+@lru_cache(maxsize=1024)
+def _compiled(plan: tuple[PlanStep, ...]) -> Callable[[Any], dict[str, Any]]:
+    """A plan as Python code: one function completing an object along it (lists of objects by a
+    function each), with what graphql-core would give, or ``_Unplanned`` for anything the plan does
+    not cover (then the general path runs again from the same source and reports the error).
+
+    A plan is interpreted step by step for every output field of a page (~1,300 in the profile
+    read); as code, the steps' kinds, names and serialisers are decided once."""
+    namespace: dict[str, Any] = {"U": Undefined, "Unplanned": _Unplanned, "_plan_list": _plan_list,
+                                 "_serialized": _serialized}
+    functions: list[str] = []
+    numbers = itertools.count()
+
+    def constant(value: Any) -> str:
+        name = f"k{next(numbers)}"
+        namespace[name] = value
+        return name
+
+    def function(steps: tuple[PlanStep, ...]) -> str:
+        name, body = f"complete{next(numbers)}", []
+        result = emit(steps, "source", body, 1)
+        functions.append(f"def {name}(source):\n" + "\n".join(body) + f"\n    return {result}")
+        return name
+
+    def emit(steps: tuple[PlanStep, ...], source: str, out: list[str], depth: int) -> str:
+        pad, result = "    " * depth, f"r{next(numbers)}"
+        out.append(f"{pad}if isinstance({source}, Exception): raise Unplanned")  # graphql-core raises it
+        out.append(f"{pad}{result} = {{}}")
+        for response_name, attribute, kind, nullable, serialize, item_nullable, sub in steps:
+            key = repr(response_name)
+            if kind is TYPENAME:
+                out.append(f"{pad}{result}[{key}] = {attribute!r}")  # the type's name
                 continue
-            if isinstance(value, Exception):
-                raise _Unplanned
-            serialized = serialize(value)
-            if serialized is None or serialized is Undefined:
-                raise _Unplanned
-            result[response_name] = serialized
-        elif kind is OBJECT:
-            result[response_name] = _run_plan(sub, value)  # type: ignore[arg-type]
-        elif kind is LEAF_LIST:
-            result[response_name] = _plan_list(value, item_nullable, partial(_serialized, serialize))
-        else:
-            result[response_name] = _run_plan_list(sub, item_nullable, value)  # type: ignore[arg-type]
-    return result
+            value = f"v{next(numbers)}"
+            out.append(f"{pad}{value} = getattr({source}, {attribute!r}, U)")
+            out.append(f"{pad}if {value} is None or {value} is U:")
+            out.append(f"{pad}    {result}[{key}] = None" if nullable else f"{pad}    raise Unplanned")
+            if kind is LEAF:
+                as_is = _AS_IS.get(serialize)
+                if as_is is not None:
+                    out.append(f"{pad}elif {as_is.format(v=value)}:")
+                    out.append(f"{pad}    {result}[{key}] = {value}")
+                out.append(f"{pad}else:")
+                out.append(f"{pad}    {result}[{key}] = _serialized({constant(serialize)}, {value})")
+            elif kind is OBJECT and depth < _INLINE_DEPTH:
+                out.append(f"{pad}else:")
+                out.append(f"{pad}    {result}[{key}] = {emit(sub, value, out, depth + 1)}")  # type: ignore[arg-type]
+            elif kind is OBJECT:
+                out.append(f"{pad}else:")
+                out.append(f"{pad}    {result}[{key}] = {function(sub)}({value})")  # type: ignore[arg-type]
+            elif kind is LEAF_LIST:
+                out.append(f"{pad}else:")
+                out.append(f"{pad}    {result}[{key}] = _plan_list({value}, {item_nullable}, "
+                           f"{constant(partial(_serialized, serialize))})")
+            else:
+                out.append(f"{pad}else:")
+                out.append(f"{pad}    {result}[{key}] = _plan_list({value}, {item_nullable}, {function(sub)})")  # type: ignore[arg-type]
+        return result
 
-
-# Serialisers that return a str value unchanged (graphql-core's String and ID).
-_STR_AS_IS = frozenset({GraphQLString.serialize, GraphQLID.serialize})
+    top = function(plan)
+    exec(compile("\n\n".join(functions), "<kinfolio plan>", "exec"), namespace)  # noqa: S102 - code built above from the schema
+    return namespace[top]  # type: ignore[no-any-return]
 
 
 def _serialized(serialize: Any, value: Any) -> Any:
@@ -346,10 +446,6 @@ def _serialized(serialize: Any, value: Any) -> Any:
     if serialized is None or serialized is Undefined:
         raise _Unplanned
     return serialized
-
-
-def _run_plan_list(plan: tuple[PlanStep, ...], item_nullable: bool, items: Any) -> list[Any]:
-    return _plan_list(items, item_nullable, partial(_run_plan, plan))
 
 
 def _plan_list(items: Any, item_nullable: bool, complete_item: Any) -> list[Any]:

@@ -16,6 +16,7 @@ import pytest
 import strawberry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strawberry.extensions import ParserCache
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from hub.graphql.execution import LeanExecutionContext, mark_plain_fields
@@ -42,6 +43,7 @@ class Item:
     score: Score | None
     must_score: Score
     tags: list[str]
+    done: bool | None = None
 
     @strawberry.field
     async def slow(self) -> str:
@@ -71,7 +73,10 @@ class Query:
 
 def _schemas() -> tuple[strawberry.Schema, strawberry.Schema]:
     generic = strawberry.Schema(query=Query, execution_context_class=StrawberryGraphQLCoreExecutionContext)
-    lean = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext)
+    # As the hub's schema: parsed documents are cached, so executions of one query text share its
+    # operation (and the plans made for it).
+    lean = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext,
+                             extensions=[lambda: ParserCache(maxsize=64)])
     assert mark_plain_fields(lean._schema) > 0
     return generic, lean
 
@@ -87,12 +92,21 @@ QUERIES = [
     "{ page { maybeItems { id count mustScore { raw scaled } } } }",
     "{ __typename page { __typename items { __typename id } } }",
     "{ page { first { __typename mustScore { __typename raw } score { scaled } } maybeItems { tags score { raw } } } }",
+    "{ page { items { done count score { raw scaled } } } }",
+    # Directives on fragments decide which fields a plan holds: such operations' plans are not
+    # shared between executions with different variables.
+    "query($s: Boolean!) { page { items { ...F @include(if: $s) ... @skip(if: $s) { label } id } } } "
+    "fragment F on Item { count }",
+    "query($s: Boolean!) { page { items { ...G } } } fragment G on Item { id @include(if: $s) label }",
 ]
 
 LABELS = st.sampled_from(["a", "boom", None])
 # Wrong-typed values make scalars fail to serialise (an Int holding text, a Float holding None).
-COUNTS = st.one_of(st.integers(-5, 5), st.just("not a number"), st.just(None))
-SCALED = st.one_of(st.floats(0, 1), st.just(None))
+# Values next to what the fast paths take as they are (bools as numbers, 2**31, inf, nan, ints as
+# floats) must go to the serialisers like any other.
+COUNTS = st.one_of(st.integers(-5, 5), st.sampled_from(["not a number", None, True, 2**31, -2**31, 3.0, 2.5]))
+SCALED = st.one_of(st.floats(0, 1), st.sampled_from([None, float("inf"), float("nan"), True, 1, 2**60]))
+DONE = st.sampled_from([None, True, False, 0, 1, 0.5, "yes"])
 
 
 @st.composite
@@ -108,6 +122,7 @@ def items(draw: Any) -> Any:
         score=draw(st.one_of(st.none(), st.builds(score))),
         must_score=draw(st.one_of(st.none(), st.builds(score))),
         tags=draw(st.lists(st.sampled_from(["x", "y"]), max_size=2)),
+        done=draw(DONE),
     )
 
 
