@@ -350,7 +350,8 @@ def _operation_plans(operation: Any, fragments: dict[str, Any]) -> dict[Any, lis
 
 
 def _has_directives(operation: Any, fragments: dict[str, Any]) -> bool:
-    pending = [operation, *fragments.values()]
+    # graphql-core keeps each fragment as FragmentDetails (the definition and its signatures).
+    pending = [operation, *(getattr(details, "definition", details) for details in fragments.values())]
     while pending:
         node = pending.pop()
         if getattr(node, "directives", None):

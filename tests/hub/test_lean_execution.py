@@ -152,6 +152,18 @@ def test_same_answer_as_graphql_core(query: str, page: Page, skip: bool) -> None
     assert lean == generic
 
 
+@pytest.mark.parametrize("query", [q for q in QUERIES if "$s" in q])
+def test_plans_follow_the_variables_of_each_execution(query: str) -> None:
+    """The same query text (one parsed document) with a directive's condition first false, then
+    true, then false: each execution answers for its own variables, as graphql-core does."""
+    item = Item(id=strawberry.ID("7"), count=1, label="a", colour=Colour.BLUE, score=None,
+                must_score=Score(raw=None, scaled=0.5), tags=[])
+    page = Page(items=[item, item], maybe_items=None, first=None)
+    for skip in (False, True, False, True):
+        generic, lean = asyncio.run(_both(query, page, {"s": skip}))
+        assert lean == generic and not lean[1]
+
+
 def test_fast_path_serves_plain_fields_and_keeps_error_paths() -> None:
     good = Item(id=strawberry.ID("1"), count=2, label="a", colour=Colour.RED, score=None,
                 must_score=Score(raw=1.0, scaled=0.5), tags=["x"])
@@ -328,3 +340,36 @@ def test_batches_take_the_compiled_path() -> None:
     coerced = input_coercer(activity_list)(batch)
     assert coerced is not Undefined and coerced == coerce_input_value(batch, activity_list)
     assert coerced[0]["timestamp"].isoformat() == "2026-03-01T10:00:00+00:00"
+
+
+@strawberry.type
+class Link:
+    value: int
+    next: Link | None = None
+
+
+@strawberry.type
+class ChainQuery:
+    @strawberry.field
+    def chain(self, info: strawberry.Info) -> Link:
+        return info.context["chain"]
+
+
+@pytest.mark.parametrize("length", [3, 12, 30])
+def test_deep_plain_selections_compile_and_answer_as_graphql_core(length: int) -> None:
+    """Plans deeper than the compiled code inlines (nested blocks are limited in Python) are
+    split into functions; the answers, nulls included, stay graphql-core's."""
+    generic = strawberry.Schema(query=ChainQuery, execution_context_class=StrawberryGraphQLCoreExecutionContext)
+    lean = strawberry.Schema(query=ChainQuery, execution_context_class=LeanExecutionContext,
+                             extensions=[lambda: ParserCache(maxsize=8)])
+    assert mark_plain_fields(lean._schema) > 0
+    selection = "value"
+    for _ in range(24):
+        selection = f"value next {{ {selection} }}"
+    query = f"{{ chain {{ {selection} }} }}"
+    chain = None
+    for value in range(length):
+        chain = Link(value=value, next=chain)
+    answers = [asyncio.run(schema.execute(query, context_value={"chain": chain})) for schema in (generic, lean, lean)]
+    assert answers[0].errors is None and all(a.data == answers[0].data and a.errors is None for a in answers[1:])
+    assert answers[1].data["chain"]["value"] == length - 1
