@@ -37,6 +37,21 @@ async def test_costly_operation_is_refused_before_execution(client, engine, sett
     assert "errors" not in ok
 
 
+async def test_one_query_text_is_costed_by_each_requests_page_sizes(client, engine, settings):
+    """The same query text (one cached document) with a small, a huge and again a small page
+    size: each request is judged by its own variables, not by the cost remembered for another."""
+    provider = await make_provider(engine, "Varying", ["activities:read"])
+    family = await make_family(engine)
+    await grant(engine, family, provider, "activities", Action.READ)
+    token = await get_token(client, provider)
+    query = "query($n: Int!) { learners(first: 100) { nodes { activities(first: $n) { nodes { id timestamp verb { id display } } } } } }"
+    codes = []
+    for n in (5, 100, 5, 100):
+        body = (await gql(client, token, query, {"n": n})).json()
+        codes.append(body["errors"][0]["extensions"]["code"] if "errors" in body else "ok")
+    assert codes == ["ok", "COST_LIMIT", "ok", "COST_LIMIT"]
+
+
 async def test_rate_limit_answers_429_with_retry_after(engine, settings):
     app = create_app(settings.model_copy(update={"rate_limit_per_minute": 6, "rate_limit_burst": 3}), engine=engine)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http:
