@@ -471,8 +471,6 @@ async def _core_rows(session: AsyncSession, query: Any, params: dict[str, Any] |
     return plain_rows(await connection.execute(query, params))
 
 
-
-
 # The parts of a PageQuery that change the SQL; the rest are bind parameter values.
 _PAGE_FILTERS = ("data_from", "after", "since", "until", "verb_id", "skill_key", "kind")
 
