@@ -7,11 +7,13 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.fastapi import GraphQLRouter
 
@@ -20,6 +22,7 @@ from hub.config import Settings, get_settings, key_ring, session_secret
 from hub.credentials.routes import router as credentials_router
 from hub.db import make_engine, make_sessionmaker
 from hub.family.graphql import family_router
+from hub.graphql import http as lean_graphql
 from hub.graphql.context import get_context
 from hub.graphql.limits import RateLimited, RateLimiter
 from hub.graphql.schema import build_schema
@@ -51,6 +54,19 @@ class JSONGraphQLRouter(GraphQLRouter):
         return orjson.loads(data)
 
 
+class KinfolioApp(FastAPI):
+    """FastAPI, with the provider API's ``POST /graphql`` answered ahead of its middleware,
+    routing and dependency injection (hub/graphql/http.py)."""
+
+    graphql_post: Any = None  # the lean path's ASGI callable, set by create_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.graphql_post is not None and lean_graphql.handles(scope):
+            await self.graphql_post(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 @dataclass
 class HubState:
     settings: Settings
@@ -61,6 +77,7 @@ class HubState:
     rate_limiter: RateLimiter
     keyring: KeyRing
     access_tokens: AccessTokenVerifier
+    schema: Any = None  # the provider API's Strawberry schema
 
 
 def freeze_startup_heap() -> None:
@@ -80,7 +97,7 @@ def freeze_startup_heap() -> None:
 
 def create_app(
     settings: Settings | None = None, engine: AsyncEngine | None = None, *, server_process: bool = False
-) -> FastAPI:
+) -> KinfolioApp:
     """The hub. ``server_process``: this app is its process's server (``hub.asgi`` sets it): the
     startup heap is frozen, and on SQLite the WAL is checkpointed by a background thread
     (hub/sqlite_wal.py). Tests and tools that build many apps in one process must not set it
@@ -117,7 +134,7 @@ def create_app(
         if own_engine:
             await engine.dispose()
 
-    app = FastAPI(title="Kinfolio", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = KinfolioApp(title="Kinfolio", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.hub = HubState(
         settings=settings,
         engine=engine,
@@ -147,9 +164,14 @@ def create_app(
         app.add_middleware(ServerTimingMiddleware)  # outside the session middleware: times it too
     # First: routes are tried in order, and the provider API is the hot path (with this last,
     # each of its requests was first compared with every other route: ~0.1 ms of CPU each).
-    app.include_router(
-        JSONGraphQLRouter(build_schema(settings), context_getter=get_context, graphql_ide=None), prefix="/graphql"
-    )
+    schema = build_schema(settings)
+    app.state.hub.schema = schema
+    app.include_router(JSONGraphQLRouter(schema, context_getter=get_context, graphql_ide=None), prefix="/graphql")
+
+    async def answer_graphql_post(scope: Scope, receive: Receive, send: Send) -> None:
+        await lean_graphql.serve(app, scope, receive, send, fallback=super(KinfolioApp, app).__call__)
+
+    app.graphql_post = ServerTimingMiddleware(answer_graphql_post) if settings.server_timing else answer_graphql_post
     app.include_router(oauth_router)
     app.include_router(credentials_router)
     app.include_router(authorize_router)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 from uuid import UUID
 
 from fastapi import HTTPException, Request
@@ -74,17 +75,12 @@ class Context(BaseContext):
             await self._session.commit()
 
 
-async def get_context(request: Request) -> AsyncIterator[Context]:
-    hub = request.app.state.hub
+@asynccontextmanager
+async def provider_context(hub: Any, authorization: str | None) -> AsyncIterator[Context]:
+    """The context of one provider request, with its session open; raises ``BearerError`` for a
+    missing or refused token and ``RateLimited`` past the client's rate."""
     async with hub.sessions() as session:
-        try:
-            token = await authenticate(session, request.headers.get("authorization"), hub.access_tokens)
-        except BearerError as error:
-            raise HTTPException(
-                status_code=error.status,
-                detail={"error": error.error or "unauthorized", "error_description": str(error)},
-                headers={"WWW-Authenticate": error.challenge},
-            ) from None
+        token = await authenticate(session, authorization, hub.access_tokens)
         wait = hub.rate_limiter.take(token.client_id)
         if wait is not None:
             raise RateLimited(max(1, math.ceil(wait)))
@@ -97,3 +93,15 @@ async def get_context(request: Request) -> AsyncIterator[Context]:
             data_keys=DataKeys(hub.keyring),
             _session=session,
         )
+
+
+async def get_context(request: Request) -> AsyncIterator[Context]:
+    try:
+        async with provider_context(request.app.state.hub, request.headers.get("authorization")) as context:
+            yield context
+    except BearerError as error:
+        raise HTTPException(
+            status_code=error.status,
+            detail={"error": error.error or "unauthorized", "error_description": str(error)},
+            headers={"WWW-Authenticate": error.challenge},
+        ) from None
