@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -57,6 +58,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def cpu_probe_ms() -> float:
+    """Median time of a fixed pure-Python workload: this machine's speed drifts by up to 2x
+    between sessions (BENCHMARKS.md), so figures from different runs are compared through it."""
+    def work() -> float:
+        started = time.perf_counter()
+        table: dict[int, int] = {}
+        for i in range(200_000):
+            table[i & 1023] = table.get(i & 1023, 0) + i * i
+        return (time.perf_counter() - started) * 1000
+
+    return statistics.median(work() for _ in range(7))
+
+
 def machine() -> dict[str, str]:
     def sh(cmd: str) -> str:
         return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
@@ -66,6 +80,7 @@ def machine() -> dict[str, str]:
         "cpu": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
         "memory": sh("free -h | awk '/Mem:/ {print $2}'"),
         "loadavg_at_start": sh("cut -d' ' -f1-3 /proc/loadavg"),
+        "cpu_probe_ms_at_start": f"{cpu_probe_ms():.1f}",
         "python": platform.python_version(),
         "postgres": sh("psql --version"),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -245,9 +260,12 @@ async def main(argv: list[str]) -> int:
             continue
         rows.extend(await run_database(database, args, work, only))
     elapsed = time.perf_counter() - started
+    info["cpu_probe_ms_at_end"] = f"{cpu_probe_ms():.1f}"
     print()
     print(f"machine: {info['nproc']} cores, {info['cpu']}, {info['memory']} RAM; load at start {info['loadavg_at_start']}; "
           f"{info['date']}; commit {info['git']}")
+    print(f"CPU probe (bench.__main__.cpu_probe_ms, lower is faster): {info['cpu_probe_ms_at_start']} ms at start, "
+          f"{info['cpu_probe_ms_at_end']} ms at end")
     print(f"command: python -m bench {' '.join(argv)}")
     print(f"sizes: {args.learners:,} learners x {args.activities_per_learner} activities + heavy learner "
           f"{args.heavy_learner_activities:,} + light learner 100; repeats {args.repeats}, {args.duration} s runs, "

@@ -6,6 +6,11 @@ GraphQL request, a streaming ``Accept``) is handed, body and all, to the applica
 ``/graphql`` route, so what those see is unchanged. The operation itself still runs through
 ``schema.execute`` with every extension (limits, caches, error masking, the commit) and the same
 context as the route builds.
+
+What this path skips, and why that is safe: Starlette's session middleware (the provider API is
+bearer-token only; it never reads or sets the family's cookie), FastAPI's exception middleware
+(every refusal below has its answer; anything else propagates to the server, which answers 500,
+as the middleware would) and FastAPI's OpenTelemetry middleware (the hub does not configure it).
 """
 
 from __future__ import annotations
