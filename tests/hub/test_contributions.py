@@ -436,3 +436,17 @@ async def test_total_count_where_cheap(client, engine, setup):
                                        "activities": {"totalCount": None}}
 
 
+
+
+async def test_skills_filter_by_key_and_page_size(client, setup):
+    family, _, token = setup
+    await gql(client, token, CONTRIBUTE_SKILLS, {"learner": lid(setup), "items": [
+        skill(0, 2.0), skill(1, 3.0), skill(0, 1.0, label="Curiosity")]})
+    query = """query($id: ID!, $key: String) { learner(id: $id) {
+      filtered: skills(skillKey: $key) { nodes { sourceId } }
+      everything: skills { nodes { sourceId } }
+      one: skills(first: 1) { nodes { sourceId } pageInfo { hasNextPage } } } }"""
+    learner = (await gql(client, token, query, {"id": lid(setup), "key": "label:curiosity"})).json()["data"]["learner"]
+    assert [n["sourceId"] for n in learner["filtered"]["nodes"]] == ["skill-Curiosity-0"]
+    assert len(learner["everything"]["nodes"]) == 3
+    assert len(learner["one"]["nodes"]) == 1 and learner["one"]["pageInfo"]["hasNextPage"] is True
