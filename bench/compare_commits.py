@@ -9,9 +9,11 @@ previous ``make bench`` generated under data/bench/, and measures with one clien
 the profile read (``--seconds`` per round), for ``ingest`` ``--batches`` new ``recordActivities``
 batches of 1,000; p50 latency, throughput and the server process's CPU time per request (from
 /proc, so the client's and the database server's CPU are not counted). ``--clients N`` sends from N
-concurrent clients (default 1): throughput under contention, e.g. SQLite's single write lock. Rounds alternate the two checkouts so that both
-see the same machine; medians and their ratio are printed. This machine's speed drifts by ±30 %
-within minutes, so only the ratio of interleaved rounds carries over (BENCHMARKS.md).
+concurrent clients (default 1): throughput under contention, e.g. SQLite's single write lock.
+Rounds alternate the two checkouts, in ABBA order, so that both see the same machine; the
+medians and their ratio are printed, and the median of the rounds' own ratios. This machine's
+speed drifts by ±30 % within minutes, so only the ratio of interleaved rounds carries over
+(BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -95,7 +97,11 @@ async def main() -> None:
     start = await watermark(engine)  # ingest rounds' rows are deleted at the end (bench/watermark.py)
     try:
         for round_ in range(args.rounds):
-            for name, checkout in checkouts.items():
+            # The pair's order alternates (ABBA), as in the suite's paired benchmarks: with a fixed
+            # order, the second server of every round would meet the caches and the drift the
+            # first left behind.
+            order = list(checkouts.items()) if round_ % 2 == 0 else list(checkouts.items())[::-1]
+            for name, checkout in order:
                 p50, cpu, rate = await _measure(checkout, url, manifest, args.port, args)
                 figures[name].append((p50, cpu, rate))
                 print(f"round {round_ + 1} {name:4} p50 {p50:6.2f} ms  server CPU {cpu:6.2f} ms/request  "
@@ -109,6 +115,11 @@ async def main() -> None:
     this, base = medians["this"], medians["base"]
     print(f"this/base: p50 {this[0] / base[0]:.2f}, server CPU {this[1] / base[1]:.2f}, throughput {this[2] / base[2]:.2f} "
           f"({args.what}, {args.database}, {args.clients} client(s), {args.rounds} interleaved rounds)")
+    # Each round's own ratio, then their median: a burst of noise in one round moves one ratio,
+    # while a ratio of medians mixes different minutes of a drifting machine.
+    paired = [statistics.median(t[i] / b[i] for t, b in zip(figures["this"], figures["base"], strict=True)) for i in range(3)]
+    print(f"this/base, median of the rounds' own ratios: p50 {paired[0]:.2f}, server CPU {paired[1]:.2f}, "
+          f"throughput {paired[2]:.2f}")
 
 
 if __name__ == "__main__":
