@@ -163,7 +163,8 @@ def create_app(
     if settings.server_timing:
         app.add_middleware(ServerTimingMiddleware)  # outside the session middleware: times it too
     # First: routes are tried in order, and the provider API is the hot path (with this last,
-    # each of its requests was first compared with every other route: ~0.1 ms of CPU each).
+    # each of its requests was first compared with every other route: ~0.1 ms of CPU each). Its
+    # JSON POSTs are answered before any route (graphql_post below); the rest come here.
     schema = build_schema(settings)
     app.state.hub.schema = schema
     app.include_router(JSONGraphQLRouter(schema, context_getter=get_context, graphql_ide=None), prefix="/graphql")

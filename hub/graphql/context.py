@@ -102,6 +102,6 @@ async def get_context(request: Request) -> AsyncIterator[Context]:
     except BearerError as error:
         raise HTTPException(
             status_code=error.status,
-            detail={"error": error.error or "unauthorized", "error_description": str(error)},
+            detail=error.detail,
             headers={"WWW-Authenticate": error.challenge},
         ) from None

@@ -103,7 +103,7 @@ async def serve(app: Any, scope: Scope, receive: Receive, send: Send, fallback: 
                 allowed_operation_types=_POST_OPERATIONS, operation_extensions=extensions,
             )
     except BearerError as error:
-        body = orjson.dumps({"detail": {"error": error.error or "unauthorized", "error_description": str(error)}})
+        body = orjson.dumps({"detail": error.detail})  # as FastAPI renders the route's HTTPException
         await _send(send, error.status, body, b"application/json", ((b"www-authenticate", error.challenge.encode()),))
         return
     except RateLimited as limited:

@@ -36,6 +36,11 @@ class BearerError(Exception):
         self.description = description
 
     @property
+    def detail(self) -> dict[str, str]:
+        """The JSON error object the API answers with, beside the challenge."""
+        return {"error": self.error or "unauthorized", "error_description": str(self)}
+
+    @property
     def challenge(self) -> str:
         parts = [f'Bearer realm="{REALM}"']
         if self.error:

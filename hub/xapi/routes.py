@@ -56,7 +56,7 @@ async def post_statements(request: Request) -> JSONResponse:
         try:
             token = await authenticate(session, request.headers.get("authorization"), hub.access_tokens)
         except BearerError as error:
-            return JSONResponse({"error": error.error or "unauthorized", "error_description": str(error)},
+            return JSONResponse(error.detail,
                                 status_code=error.status, headers={**_HEADERS, "WWW-Authenticate": error.challenge})
         try:
             body = json.loads(await request.body())
