@@ -21,7 +21,7 @@ import orjson
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.http import process_result
 from strawberry.types.graphql import OperationType
 
@@ -32,6 +32,7 @@ from hub.oauth.bearer import BearerError
 PATH = "/graphql"
 _POST_OPERATIONS = OperationType.from_http("POST")
 _JSON = b"application/json"
+_PLAIN_TEXT = b"text/plain; charset=utf-8"
 # Strawberry's streaming transports are chosen by Accept: leave those to its view.
 _STREAMING_ACCEPT = (b"multipart/mixed", b"text/event-stream")
 
@@ -110,14 +111,13 @@ async def serve(app: Any, scope: Scope, receive: Receive, send: Send, fallback: 
         await _send(send, 429, orjson.dumps(limited.body()), b"application/json",
                     ((b"retry-after", str(limited.retry_after).encode()),))
         return
+    # Strawberry's view answers these as plain text. (InvalidOperationTypeError cannot happen: a
+    # POST may carry every operation type.)
     except CannotGetOperationTypeError as error:
-        await _send(send, 400, error.as_http_error_reason().encode(), b"text/plain; charset=utf-8")
-        return
-    except InvalidOperationTypeError as error:
-        await _send(send, 400, error.as_http_error_reason("POST").encode(), b"text/plain; charset=utf-8")
+        await _send(send, 400, error.as_http_error_reason().encode(), _PLAIN_TEXT)
         return
     except MissingQueryError:
-        await _send(send, 400, b"No GraphQL query found in the request", b"text/plain; charset=utf-8")
+        await _send(send, 400, b"No GraphQL query found in the request", _PLAIN_TEXT)
         return
     await _send(send, 200, orjson.dumps(process_result(result)), b"application/json")
 
