@@ -63,9 +63,9 @@ def cpu_probe_ms() -> float:
     between sessions (BENCHMARKS.md), so figures from different runs are compared through it."""
     def work() -> float:
         started = time.perf_counter()
-        table: dict[int, int] = {}
+        sums: dict[int, int] = {}
         for i in range(200_000):
-            table[i & 1023] = table.get(i & 1023, 0) + i * i
+            sums[i & 1023] = sums.get(i & 1023, 0) + i * i
         return (time.perf_counter() - started) * 1000
 
     return statistics.median(work() for _ in range(7))
