@@ -3,6 +3,7 @@
     python -m bench.profile read|ingest|fanout [--database sqlite|postgres] [--n 200] [--html out.html]
     python -m bench.profile read --compare executor [--rounds 15]   # lean vs graphql-core executor, interleaved
     python -m bench.profile ingest --compare coercion --n 8          # compiled vs graphql-core variable coercion
+    python -m bench.profile ingest --compare native --n 8            # native-first vs Python-only compiled coercion
 
 Uses the database and manifest a previous ``make bench`` generated under data/bench/.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import time
 from pathlib import Path
@@ -40,7 +42,7 @@ async def main() -> None:
     p.add_argument("--flat", action="store_true", help="also list functions by own time")
     p.add_argument("--cpu", action="store_true", help="no profiler: report CPU and wall time per request")
     p.add_argument("--statements", action="store_true", help="no profiler: time every SQL statement")
-    p.add_argument("--compare", choices=["executor", "coercion"],
+    p.add_argument("--compare", choices=["executor", "coercion", "native"],
                    help="no profiler: CPU per request with hub/graphql/execution.py's executor (or its compiled "
                         "variable coercion) vs graphql-core's, interleaved in rounds of --n requests (same process)")
     p.add_argument("--rounds", type=int, default=15)
@@ -97,11 +99,22 @@ async def main() -> None:
 
                 from hub.graphql.execution import LeanExecutionContext
 
+                from hub.graphql import coercion, execution
+
                 lean_build = LeanExecutionContext.__dict__["build"]
                 generic_build = classmethod(StrawberryGraphQLCoreExecutionContext.build.__func__)  # type: ignore[attr-defined]
 
+                @functools.cache
+                def python_only(type_: Any) -> Any:
+                    try:
+                        return coercion._compile(type_, ())
+                    except coercion._Recursive:
+                        return None
+
                 def use(variant: str) -> None:
-                    if args.compare == "executor":
+                    if args.compare == "native":  # "lean": native first; "graphql-core": the Python coercer alone
+                        execution.input_coercer = coercion.input_coercer if variant == "lean" else python_only  # type: ignore[assignment]
+                    elif args.compare == "executor":
                         schemas[0].execution_context_class = (
                             LeanExecutionContext if variant == "lean" else StrawberryGraphQLCoreExecutionContext)
                     else:

@@ -245,7 +245,7 @@ def _nested_models(model: Any) -> list[Any]:
 from graphql import GraphQLList, GraphQLNonNull, Undefined  # noqa: E402
 from graphql.utilities import coerce_input_value  # noqa: E402
 
-from hub.graphql.coercion import input_coercer  # noqa: E402
+from hub.graphql.coercion import input_coercer, native_coercer  # noqa: E402
 
 _ACTIVITY = {
     "sourceId": "s-1", "verb": {"id": "http://adlnet.gov/expapi/verbs/completed", "display": "completed"},
@@ -299,6 +299,10 @@ def test_compiled_coercion_equals_graphql_core(data: Any) -> None:
     expected = coerce_input_value(value, activity_list)
     assert input_coercer(activity_list)(value) == expected or (expected is Undefined and
                                                                input_coercer(activity_list)(value) is Undefined)
+    # The pydantic-core validator alone: it may pass a value on, never accept it differently.
+    native = native_coercer(activity_list)(value)
+    assert native is Undefined or native == expected
+    assert one_in is not None or native == expected  # an untouched batch is the native validator's to accept
 
 
 @pytest.mark.parametrize("item", [None, Undefined])
@@ -331,6 +335,69 @@ def test_compiled_coercion_equals_graphql_core_on_noise(name: str, noise: Any) -
     expected = coerce_input_value(noise, type_)
     got = input_coercer(type_)(noise)
     assert got == expected or (got is Undefined and expected is Undefined)
+
+
+@pytest.mark.parametrize("name", sorted(INPUT_TYPES))
+@settings(max_examples=60, deadline=None)
+@given(noise=st.recursive(_NOISE, _nested_noise, max_leaves=12))
+def test_native_coercion_accepts_only_what_graphql_core_accepts(name: str, noise: Any) -> None:
+    """The pydantic-core validator may pass a value on to the Python coercer, never accept one
+    graphql-core rejects or give a different value."""
+    type_ = GraphQLList(INPUT_TYPES[name])
+    got = native_coercer(type_)(noise)
+    assert got is Undefined or got == coerce_input_value(noise, type_)
+
+
+_SCORE = {"scaled": 0.5, "raw": 5, "min": 0, "max": 10}
+
+
+@pytest.mark.parametrize(("score", "native_accepts"), [
+    ({"raw": 2**53}, True),
+    ({"raw": 2**53 + 1}, False),  # graphql-core: "would lose precision"
+    ({"raw": -(2**53) - 1}, False),
+    ({"raw": 10**400}, False),
+    ({"raw": True}, False),
+    ({"raw": "5"}, False),
+    ({"raw": float("inf")}, False),
+    ({"raw": float("nan")}, False),
+    ({"raw": 1.5}, True),
+])
+def test_native_float_coercion_follows_graphql_core(score: dict[str, Any], native_accepts: bool) -> None:
+    activity_list = GraphQLList(INPUT_TYPES["ActivityInput"])
+    value = [{**_ACTIVITY, "result": {"score": {**_SCORE, **score}}}]
+    expected = coerce_input_value(value, activity_list)
+    got = native_coercer(activity_list)(value)
+    assert (got is not Undefined) is native_accepts
+    assert got is Undefined or (got == expected and type(got[0]["result"]["score"]["raw"]) is float)
+
+
+@pytest.mark.parametrize("change", [
+    {"source_id": "s-1"},  # the Python name is not a GraphQL name: unknown
+    {"extra": 1},
+    {"sourceId": 7},  # String takes strings only
+    {"sourceId": None},  # non-null
+    {"timestamp": "yesterday"},  # the DateTime scalar's own parser refuses it
+    {"verb": "completed"},  # an object must be an object
+])
+def test_native_coercion_refuses_what_graphql_core_refuses(change: dict[str, Any]) -> None:
+    activity_list = GraphQLList(INPUT_TYPES["ActivityInput"])
+    value = [{**_ACTIVITY, **change}]
+    assert coerce_input_value(value, activity_list) is Undefined
+    assert native_coercer(activity_list)(value) is Undefined
+    assert input_coercer(activity_list)(value) is Undefined
+
+
+def test_native_coercion_applies_defaults_as_graphql_core() -> None:
+    """Omitted fields with defaults (`= null`, `evidence: [...] = []`) get an equal value, and a
+    list default is never one object shared between values."""
+    badge_list = GraphQLList(INPUT_TYPES["BadgeInput"])
+    badge = {"sourceId": "b-1", "achievement": {"name": "A", "description": "D", "criteria": {"narrative": "N"}},
+             "issuer": {"id": "https://example.org/i", "name": "Issuer"}, "awardedDate": "2026-03-01T10:00:00Z"}
+    value = [badge, {**badge, "sourceId": "b-2"}]
+    got = native_coercer(badge_list)(value)
+    assert got is not Undefined and got == coerce_input_value(value, badge_list)
+    assert got[0]["evidence"] == [] and got[0]["evidence"] is not got[1]["evidence"]
+    assert got[0]["achievement"]["id"] is None and got[0]["achievement"]["alignments"] == []
 
 
 def test_batches_take_the_compiled_path() -> None:
