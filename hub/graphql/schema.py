@@ -19,7 +19,7 @@ from uuid import UUID
 
 import dateutil.parser
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -872,7 +872,32 @@ class CommitOperation(SchemaExtension):
             raise api_error(ErrorCode.INTERNAL, "the request could not be recorded; nothing was disclosed or stored") from None
 
 
+class _SpecOperationContext(ExecutionContext):
+    """GraphQL spec (October 2021) §6.1 GetOperation: without an operation name, a document must
+    hold exactly one operation. Strawberry names the first one instead; answering ``None`` here
+    lets graphql-core raise the spec's request error ("Must provide operation name if query
+    contains multiple operations.")."""
+
+    @property
+    def operation_name(self) -> str | None:
+        if self._provided_operation_name is None and self.graphql_document is not None and sum(
+            isinstance(d, OperationDefinitionNode) for d in self.graphql_document.definitions
+        ) > 1:
+            return None
+        return super().operation_name
+
+
 class KinfolioSchema(strawberry.Schema):
+    def _create_execution_context(self, query: str | None, allowed_operation_types: Any,  # type: ignore[override]
+                                  variable_values: dict[str, Any] | None = None, context_value: Any | None = None,
+                                  root_value: Any | None = None, operation_name: str | None = None,
+                                  operation_extensions: dict[str, Any] | None = None) -> ExecutionContext:
+        return _SpecOperationContext(
+            query=query, schema=self, allowed_operations=allowed_operation_types, context=context_value,
+            root_value=root_value, variables=variable_values, provided_operation_name=operation_name,
+            operation_extensions=operation_extensions,
+        )
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Denials, bad input and invalid documents are answers, not incidents: log only errors
         # raised by our code that carry none of our codes (bugs, outages).

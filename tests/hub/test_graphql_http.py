@@ -118,6 +118,10 @@ async def test_what_the_cases_cover(app, client, world) -> None:  # type: ignore
         assert answers[name][0] == 200 and answers[name][3]["data"] is None and answers[name][3]["errors"], name
     assert answers["learner the provider may not see"][3]["data"] == {"learner": None}
     assert answers["unknown operation name"][:2] == (400, "text/plain; charset=utf-8")
+    # GraphQL spec §6.1 GetOperation: several operations and no name is a request error, not the first one run.
+    status, _, _, body = answers["two operations, no name"]
+    assert status == 200 and body["data"] is None
+    assert [e["message"] for e in body["errors"]] == ["Must provide operation name if query contains multiple operations."]
     assert len(answers["named operation"][3]["data"]["learners"]["nodes"]) == 1
     assert answers["empty query"][0] == 400 and answers["empty query"][3] == "No GraphQL query found in the request"
     assert answers["batch"][0] == 400 and answers["not JSON"][3] == "Unable to parse request body as JSON"
