@@ -178,3 +178,51 @@ async def test_change_feed_rows_survive_losing_their_foreign_keys(scratch_url):
             assert (await conn.execute(text("SELECT count(*) FROM record_change"))).scalar_one() == 3
     finally:
         await engine.dispose()
+
+
+async def test_the_disclosure_log_outlives_its_providers(scratch_url):
+    # 0b7e4d2a9c61: a provider with disclosures can no longer be deleted (the log used to go with
+    # it); events written before the migration keep their ids and chain; erasure still deletes a
+    # learner's log.
+    from uuid import uuid4
+
+    from sqlalchemy.exc import IntegrityError
+
+    from hub.db import make_sessionmaker
+    from hub.grants.log import verify_log
+
+    engine = make_engine(scratch_url)
+    try:
+        await migrate.upgrade(engine, "d25c3f9123cf")
+        sqlite = engine.dialect.name == "sqlite"
+        learner, provider = uuid4(), uuid4()
+        ids = {"l": learner.hex if sqlite else learner, "p": provider.hex if sqlite else provider,
+               "at": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None) if sqlite else datetime(2026, 1, 1, tzinfo=UTC)}
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO learner (id, given_name, family_name, date_of_birth, created_at) "
+                                    "VALUES (:l, 'A', 'B', '2012-01-01', :at)"), ids)
+            await conn.execute(text("INSERT INTO provider (id, name, kind, created_at) VALUES (:p, 'P', 'app', :at)"), ids)
+        async with make_sessionmaker(engine)() as session:
+            from hub.grants.log import PendingEvent, append_events
+
+            await append_events(session=session, events=[PendingEvent(
+                at=datetime(2026, 1, 1, tzinfo=UTC), learner_id=learner, provider_id=provider, client_id="c",
+                token_id=None, section="badges", action="read", outcome="allowed", reason=None, grant_id=None,
+                purpose=None, entry_count=n) for n in range(2)])
+            await session.commit()
+        await migrate.upgrade(engine)
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(text("DELETE FROM provider WHERE id = :p"), ids)
+        async with make_sessionmaker(engine)() as session:
+            assert await verify_log(session=session) == (2, [])
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM learner WHERE id = :l"), ids)
+            assert (await conn.execute(text("SELECT count(*) FROM disclosure_event"))).scalar_one() == 0
+            await conn.execute(text("DELETE FROM provider WHERE id = :p"), ids)  # nothing left to keep it
+        await migrate.downgrade(engine, "d25c3f9123cf")
+        async with engine.connect() as conn:
+            keys = await conn.run_sync(lambda c: inspect(c).get_foreign_keys("disclosure_event"))
+            assert {k["referred_table"]: k["options"].get("ondelete") for k in keys} == {"learner": "CASCADE", "provider": "CASCADE"}
+    finally:
+        await engine.dispose()

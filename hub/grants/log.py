@@ -4,7 +4,8 @@ Appends happen once per request, just before its commit, so a learner's chain he
 only for the moment it takes to extend it; learners are locked in id order (no deadlocks between
 requests that touch several learners), and unrelated learners never wait for each other.
 
-A learner's erasure deletes their log with them (ON DELETE CASCADE). A request that logs about a
+A learner's erasure deletes their log with them (ON DELETE CASCADE); a provider's row cannot be
+deleted while the log names it (ON DELETE RESTRICT). A request that logs about a
 learner first holds the learner's row (``hold_learners``: FOR KEY SHARE on PostgreSQL, which only
 a delete or a key change waits for), then their head, in the same order as the erasure's DELETE
 takes them, so the two cannot deadlock. If the learner was erased while the request ran, nothing

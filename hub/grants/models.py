@@ -56,7 +56,9 @@ class DisclosureEvent(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     learner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("learner.id", ondelete="CASCADE"))
-    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"))
+    # RESTRICT: the log of what a provider was shown outlives the provider; a provider with
+    # disclosures cannot be deleted (a learner's erasure still takes their log with them).
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("provider.id", ondelete="RESTRICT"))
     client_id: Mapped[str] = mapped_column(String(64))
     section: Mapped[str] = mapped_column(String(50))
     action: Mapped[str] = mapped_column(String(20))
