@@ -143,22 +143,31 @@ async def test_disclosure_log_written_before_the_chain_is_chained_on_upgrade(scr
         await engine.dispose()
 
 
+async def _learner_and_provider(engine, revision: str) -> dict:  # type: ignore[no-untyped-def]
+    """Upgrade to ``revision`` and add one learner and one provider with raw SQL (the models may be
+    ahead of it); the bind values ``l`` (learner), ``p`` (provider) and ``at``."""
+    from uuid import uuid4
+
+    await migrate.upgrade(engine, revision)
+    sqlite = engine.dialect.name == "sqlite"
+    learner, provider = uuid4(), uuid4()
+    ids = {"l": learner.hex if sqlite else learner, "p": provider.hex if sqlite else provider,
+           "at": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None) if sqlite else datetime(2026, 1, 1, tzinfo=UTC),
+           "learner": learner, "provider": provider}
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO learner (id, given_name, family_name, date_of_birth, created_at) "
+                                "VALUES (:l, 'A', 'B', '2012-01-01', :at)"), ids)
+        await conn.execute(text("INSERT INTO provider (id, name, kind, created_at) VALUES (:p, 'P', 'app', :at)"), ids)
+    return ids
+
+
 async def test_change_feed_rows_survive_losing_their_foreign_keys(scratch_url):
     # d25c3f9123cf rebuilds record_change on SQLite: every row keeps its id, and later ids start
     # above the largest of them even after the top rows are deleted (AUTOINCREMENT).
-    from uuid import uuid4
-
     engine = make_engine(scratch_url)
     try:
-        await migrate.upgrade(engine, "e5b1c2d3f4a6")
-        sqlite = engine.dialect.name == "sqlite"
-        learner, provider = uuid4(), uuid4()
-        ids = {"l": learner.hex if sqlite else learner, "p": provider.hex if sqlite else provider,
-               "at": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None) if sqlite else datetime(2026, 1, 1, tzinfo=UTC)}
+        ids = await _learner_and_provider(engine, "e5b1c2d3f4a6")
         async with engine.begin() as conn:
-            await conn.execute(text("INSERT INTO learner (id, given_name, family_name, date_of_birth, created_at) "
-                                    "VALUES (:l, 'A', 'B', '2012-01-01', :at)"), ids)
-            await conn.execute(text("INSERT INTO provider (id, name, kind, created_at) VALUES (:p, 'P', 'app', :at)"), ids)
             for n in range(3):
                 await conn.execute(text("INSERT INTO record_change (learner_id, provider_id, section, entry_id, source_id, op, at) "
                                         "VALUES (:l, :p, 'activities', :n, :s, 'created', :at)"), {**ids, "n": n, "s": f"a-{n}"})
@@ -184,29 +193,17 @@ async def test_the_disclosure_log_outlives_its_providers(scratch_url):
     # 0b7e4d2a9c61: a provider with disclosures can no longer be deleted (the log used to go with
     # it); events written before the migration keep their ids and chain; erasure still deletes a
     # learner's log.
-    from uuid import uuid4
-
     from sqlalchemy.exc import IntegrityError
 
     from hub.db import make_sessionmaker
-    from hub.grants.log import verify_log
+    from hub.grants.log import PendingEvent, append_events, verify_log
 
     engine = make_engine(scratch_url)
     try:
-        await migrate.upgrade(engine, "d25c3f9123cf")
-        sqlite = engine.dialect.name == "sqlite"
-        learner, provider = uuid4(), uuid4()
-        ids = {"l": learner.hex if sqlite else learner, "p": provider.hex if sqlite else provider,
-               "at": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None) if sqlite else datetime(2026, 1, 1, tzinfo=UTC)}
-        async with engine.begin() as conn:
-            await conn.execute(text("INSERT INTO learner (id, given_name, family_name, date_of_birth, created_at) "
-                                    "VALUES (:l, 'A', 'B', '2012-01-01', :at)"), ids)
-            await conn.execute(text("INSERT INTO provider (id, name, kind, created_at) VALUES (:p, 'P', 'app', :at)"), ids)
+        ids = await _learner_and_provider(engine, "d25c3f9123cf")
         async with make_sessionmaker(engine)() as session:
-            from hub.grants.log import PendingEvent, append_events
-
             await append_events(session=session, events=[PendingEvent(
-                at=datetime(2026, 1, 1, tzinfo=UTC), learner_id=learner, provider_id=provider, client_id="c",
+                at=datetime(2026, 1, 1, tzinfo=UTC), learner_id=ids["learner"], provider_id=ids["provider"], client_id="c",
                 token_id=None, section="badges", action="read", outcome="allowed", reason=None, grant_id=None,
                 purpose=None, entry_count=n) for n in range(2)])
             await session.commit()
