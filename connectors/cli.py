@@ -175,6 +175,27 @@ def sync_enqueue(
     typer.echo(f"{name}: {what} already queued" if job is None else f"{name}: {what} queued as job {job}")
 
 
+@queue_app.command("status")
+def queue_status(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Most running and waiting jobs listed.")] = 50,
+) -> None:
+    """The queue's job counts and its running and waiting jobs, as one JSON object (PostgreSQL only)."""
+    from connectors.queue import queue_status as status_of
+
+    queue = _queue_app()
+    settings = get_settings()
+
+    async def work() -> dict[str, Any]:
+        async with queue.open_async():
+            return await status_of(queue, settings.queue_name, limit=limit)
+
+    try:
+        status = asyncio.run(work())
+    except Exception as exc:  # e.g. the queue's tables are missing, the server is unreachable
+        _fail(f"could not read the queue: {type(exc).__name__}: {exc}")
+    typer.echo(json.dumps(status, indent=2))
+
+
 @queue_app.command("worker")
 def queue_worker(
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once by this worker (different instances).")] = 2,

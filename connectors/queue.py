@@ -96,6 +96,30 @@ async def enqueue_replay(app: procrastinate.App, name: str) -> int | None:
         return None
 
 
+_WAITING_OR_RUNNING = ("doing", "todo")
+
+
+async def queue_status(app: procrastinate.App, queue: str, *, limit: int) -> dict[str, Any]:
+    """The queue's job counts per status, and its running then waiting jobs (at most ``limit``,
+    oldest first; ``more`` counts the rest) with the instance each is for."""
+    counts = {"todo": 0, "doing": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "aborted": 0}
+    for row in await app.job_manager.list_queues_async(queue=queue):
+        counts.update({key: row[key] for key in counts})
+    jobs = [job for status in _WAITING_OR_RUNNING for job in sorted(
+        await app.job_manager.list_jobs_async(queue=queue, status=status), key=lambda job: job.id or 0)]
+    return {
+        "queue": queue,
+        "counts": counts,
+        "jobs": [{
+            "id": job.id, "status": job.status, "task": job.task_name,
+            "instance": job.task_kwargs.get("name"), "full": bool(job.task_kwargs.get("full", False)),
+            "lock": job.lock, "attempts": job.attempts, "worker_id": job.worker_id,
+            "scheduled_at": job.scheduled_at.isoformat() if job.scheduled_at else None,
+        } for job in jobs[:limit]],
+        "more": max(0, len(jobs) - limit),
+    }
+
+
 def _sessions(context: procrastinate.JobContext) -> state.Sessions:
     sessions = context.additional_context.get("sessions")
     if sessions is None:

@@ -293,12 +293,39 @@ async def test_enqueue_refuses_unknown_instances_and_a_queueing_lock_holds(clust
         await conn.execute(text("DELETE FROM procrastinate_jobs WHERE queue_name = 'parked'"))
 
 
+async def test_queue_status_counts_and_lists_the_waiting_jobs(cluster: Cluster, kinfolio, monkeypatch):  # type: ignore[no-untyped-def]
+    # A queue no worker serves: what is queued stays waiting, and status shows it.
+    monkeypatch.setenv("KINFOLIO_QUEUE_NAME", "idle")
+    get_settings.cache_clear()
+    idle = make_app(cluster.settings.model_copy(update={"queue_name": "idle"}))
+    try:
+        empty = await kinfolio("queue", "status")
+        assert empty.exit_code == 0, empty.output
+        assert json.loads(empty.output) == {"queue": "idle", "counts": dict.fromkeys(
+            ("todo", "doing", "succeeded", "failed", "cancelled", "aborted"), 0), "jobs": [], "more": 0}
+        async with idle.open_async():
+            sync_job = await enqueue_sync(idle, "alpha", full=True)
+            replay_job = await enqueue_replay(idle, "beta")
+        status = json.loads((await kinfolio("queue", "status")).output)
+        assert status["counts"]["todo"] == 2 and status["more"] == 0
+        assert [(j["id"], j["status"], j["task"], j["instance"], j["full"], j["lock"]) for j in status["jobs"]] == [
+            (sync_job, "todo", TASK_SYNC, "alpha", True, lock_for("alpha")),
+            (replay_job, "todo", TASK_REPLAY, "beta", False, lock_for("beta")),
+        ]
+        first = json.loads((await kinfolio("queue", "status", "--limit", "1")).output)
+        assert [j["id"] for j in first["jobs"]] == [sync_job] and first["more"] == 1
+        assert (await kinfolio("queue", "status", "--limit", "0")).exit_code == 2
+    finally:
+        async with cluster.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM procrastinate_jobs WHERE queue_name = 'idle'"))
+
+
 def test_the_queue_commands_refuse_sqlite_with_a_clear_error(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("KINFOLIO_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
     monkeypatch.delenv("KINFOLIO_QUEUE_DATABASE_URL", raising=False)
     get_settings.cache_clear()
     try:
-        for args in (["queue", "worker"], ["sync", "enqueue", "anything"]):
+        for args in (["queue", "worker"], ["queue", "status"], ["sync", "enqueue", "anything"]):
             result = CliRunner().invoke(cli, args)
             assert result.exit_code == 2 and "the queue needs PostgreSQL" in result.output and "kinfolio worker" in result.output
     finally:
