@@ -242,7 +242,7 @@ def _nested_models(model: Any) -> list[Any]:
 
 # -- compiled variable coercion (hub/graphql/coercion.py) ------------------------------------------
 
-from graphql import GraphQLList, GraphQLNonNull, Undefined  # noqa: E402
+from graphql import GraphQLInputField, GraphQLInputObjectType, GraphQLList, GraphQLNonNull, GraphQLScalarType, Undefined  # noqa: E402
 from graphql.utilities import coerce_input_value  # noqa: E402
 
 from hub.graphql.coercion import input_coercer, native_coercer  # noqa: E402
@@ -385,6 +385,16 @@ def test_native_coercion_refuses_what_graphql_core_refuses(change: dict[str, Any
     assert coerce_input_value(value, activity_list) is Undefined
     assert native_coercer(activity_list)(value) is Undefined
     assert input_coercer(activity_list)(value) is Undefined
+
+
+@pytest.mark.parametrize("value", [None, {"x": 1}])
+def test_native_coercion_keeps_null_out_of_non_null_custom_scalars(value: Any) -> None:
+    """A scalar whose parser takes anything (as JSON's does) still gets no null where non-null."""
+    anything = GraphQLScalarType("Anything", parse_value=lambda v: v)
+    holder = GraphQLList(GraphQLInputObjectType("Holder", {"value": GraphQLInputField(GraphQLNonNull(anything))}))
+    expected = coerce_input_value([{"value": value}], holder)
+    assert native_coercer(holder)([{"value": value}]) == expected
+    assert (expected is Undefined) is (value is None)
 
 
 def test_native_coercion_applies_defaults_as_graphql_core() -> None:
