@@ -24,9 +24,7 @@ the original values, so every error message and path is graphql-core's own.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from graphql import (
@@ -103,7 +101,6 @@ def native_coercer(type_: Any) -> Coercer | None:
     return coerce
 
 
-_IMMUTABLE_DEFAULTS = (type(None), str, int, float, bool)
 _FLOAT_EXACT_INT = 2**53  # every int up to this magnitude is a float without loss (coerce_float_from_int)
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # GraphQL spec §3.5.1 Int: signed 32-bit
 
@@ -137,10 +134,8 @@ def _native_object(type_: GraphQLInputObjectType, enclosing: tuple[Any, ...]) ->
             default = _default(field)
             if default is _UNKNOWN_DEFAULT:
                 raise _Inexpressible(f"{type_.name}.{name}")
-            if isinstance(default, _IMMUTABLE_DEFAULTS):
-                schema = cs.with_default_schema(schema, default=default)
-            else:  # a list or object default (`= []`): an equal copy for every value that omits it
-                schema = cs.with_default_schema(schema, default_factory=partial(copy.deepcopy, default))
+            # pydantic-core deep-copies an unhashable default (`= []`) for every value that omits it.
+            schema = cs.with_default_schema(schema, default=default)
         # Absent and neither required nor defaulted: left out of the value, as graphql-core does.
         fields[field.out_name or name] = cs.typed_dict_field(schema, required=required, validation_alias=name)
     # strict: a dict only; forbid: an unknown name is an error (graphql-core's rule, §6.1.2)
