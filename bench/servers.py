@@ -53,10 +53,19 @@ def process_cpu_seconds(pid: int) -> float:
 @asynccontextmanager
 async def hub_server(port: int, env: dict[str, str], *, workers: int = 1, log: Path | None = None,
                      cwd: Path | None = None) -> AsyncIterator[subprocess.Popen]:
-    """uvicorn serving the hub; ``cwd`` (default: ours) is the checkout whose code it imports."""
-    cmd = [sys.executable, "-m", "uvicorn", "hub.asgi:app", "--host", HOST, "--port", str(port),
-           "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-           "--log-level", "warning"]
+    """uvicorn serving the hub; ``cwd`` (default: ours) is the checkout whose code it imports.
+
+    Several workers run as ``kinfolio serve --workers N`` does in production (hub/serving.py:
+    one SO_REUSEPORT socket per worker); one worker is plain uvicorn, which is what that command
+    runs for one worker and what older checkouts (bench.compare_commits) can run too.
+    """
+    if workers == 1:
+        cmd = [sys.executable, "-m", "uvicorn", "hub.asgi:app", "--host", HOST, "--port", str(port),
+               "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    else:
+        cmd = [sys.executable, "-c", "from hub.cli import app; app()", "serve", "--workers", str(workers),
+               "--no-access-log", "--log-level", "warning"]
+        env = {**env, "KINFOLIO_HOST": HOST, "KINFOLIO_PORT": str(port)}
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True, cwd=cwd)
     try:

@@ -787,14 +787,25 @@ def generate(
 
 
 @app.command("serve")
-def serve(workers: Annotated[int, typer.Option(min=1, max=64)] = 1) -> None:
+def serve(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes; several each listen on their own "
+                                         "SO_REUSEPORT socket (Linux), so connections spread over them")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug, trace")] = "info",
+    access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn's access log)")] = True,
+) -> None:
     """Serve the hub with uvicorn on KINFOLIO_HOST:KINFOLIO_PORT."""
-    import uvicorn
+    from hub.serving import AddressInUse, serve as serve_hub
 
+    if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+        _fail(f"unknown log level {log_level!r}: use critical, error, warning, info, debug or trace")
     settings = get_settings()
     typer.echo(f"Kinfolio on http://{settings.host}:{settings.port}  (GraphQL: /graphql)")
-    uvicorn.run("hub.asgi:app", host=settings.host, port=settings.port, workers=workers, proxy_headers=True,
-                log_level="info")
+    try:
+        status = serve_hub("hub.asgi:app", host=settings.host, port=settings.port, workers=workers, proxy_headers=True,
+                           log_level=log_level, access_log=access_log)
+    except AddressInUse as exc:
+        _fail(f"{exc}: another server (an earlier kinfolio serve?) listens there; stop it or set KINFOLIO_PORT")
+    raise typer.Exit(status)
 
 
 @schema_app.command("export")

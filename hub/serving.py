@@ -1,0 +1,160 @@
+"""``kinfolio serve --workers N``: N uvicorn worker processes, each with its own listening socket.
+
+Why not uvicorn's own ``--workers``: its workers share one listening socket, and each worker's
+event loop accepts every connection that is waiting when it wakes. Clients that open their
+connections together and keep them alive (a sync job's pool, a reverse proxy's upstream pool,
+the benchmark's clients) then all land on whichever worker woke first, which runs at 100 % of
+one core while the others idle: with 2 workers and 16 clients, 2 runs in 3 put every connection
+on one worker (BENCHMARKS.md, eleventh session). Here every worker binds its own socket to the
+same address with ``SO_REUSEPORT``, and Linux spreads new connections over the sockets by a hash
+of their addresses. A worker that dies closes its socket, so no connection waits on a dead
+worker; the supervisor starts a new one.
+
+Linux only: elsewhere ``SO_REUSEPORT`` does not spread connections, so uvicorn's own supervisor
+is used.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+import time
+from multiprocessing.connection import wait
+from typing import Any
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+# uvicorn's own error logger: the supervisor's lines look like the workers'.
+log = logging.getLogger("uvicorn.error")
+
+# How long workers get to finish their requests after SIGTERM before they are killed.
+SHUTDOWN_SECONDS = 30.0
+
+
+class AddressInUse(Exception):
+    """Something else already listens on the address."""
+
+
+def balanced_workers_supported() -> bool:
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def _address(host: str, port: int) -> tuple[int, Any]:
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    return family, sockaddr
+
+
+def check_address_free(host: str, port: int) -> None:
+    """Bind once without ``SO_REUSEPORT``: a port held by anything, including an earlier Kinfolio
+    still serving with ``SO_REUSEPORT``, refuses, where the workers' own binds would share it and
+    split the traffic with the old server."""
+    family, sockaddr = _address(host, port)
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT is not a listener
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUse(f"{host}:{port} is already in use") from None
+            raise
+
+
+def reuseport_socket(host: str, port: int) -> socket.socket:
+    """Bound, not listening: the event loop listens once the app's startup has finished, so the
+    kernel sends no connection to a worker that cannot answer yet (it spreads connections over
+    the listening sockets only)."""
+    family, sockaddr = _address(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(sockaddr)
+    sock.set_inheritable(False)
+    return sock
+
+
+class _Worker(uvicorn.Server):
+    """uvicorn's server, telling the supervisor once it has started (lifespan done, listening)."""
+
+    def __init__(self, config: uvicorn.Config, ready: Any) -> None:
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._ready.set()
+
+
+def _worker(app: str, host: str, port: int, options: dict[str, Any], ready: Any) -> None:
+    config = uvicorn.Config(app, host=host, port=port, **options)
+    server = _Worker(config, ready)
+    server.run(sockets=[reuseport_socket(host, port)])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def serve_workers(app: str, *, host: str, port: int, workers: int, **options: Any) -> int:
+    """Run ``workers`` processes until SIGINT or SIGTERM; returns the exit status."""
+    # Built here too for its checks and its logging set-up, before any worker starts.
+    uvicorn.Config(app, host=host, port=port, **options)
+    check_address_free(host, port)
+    spawn = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def start() -> tuple[Any, Any]:
+        ready = spawn.Event()
+        process = spawn.Process(target=_worker, args=(app, host, port, options, ready), name="kinfolio-worker")
+        process.start()
+        return process, ready
+
+    status = 0
+    running = [start() for _ in range(workers)]
+    log.info("serving on %s:%d with %d worker processes (pids %s)", host, port, workers,
+             ", ".join(str(p.pid) for p, _ in running))
+    try:
+        while not stopping:
+            wait([p.sentinel for p, _ in running], timeout=0.5)
+            for i, (process, ready) in enumerate(running):
+                if process.is_alive() or stopping:
+                    continue
+                if not ready.is_set():
+                    # It never started (a bad setting, an import error, an unreachable database):
+                    # starting it again would only loop, so the whole server stops.
+                    log.error("worker %d exited with %s before it started; stopping", process.pid, process.exitcode)
+                    status = process.exitcode or STARTUP_FAILURE
+                    stopping = True
+                    break
+                log.warning("worker %d exited with %s; starting another", process.pid, process.exitcode)
+                running[i] = start()
+    finally:
+        for process, _ in running:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        for process, _ in running:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
+
+
+def serve(app: str, *, host: str, port: int, workers: int, **options: Any) -> int:
+    """One process for one worker; otherwise balanced workers where the platform allows."""
+    if workers == 1 or not balanced_workers_supported():
+        uvicorn.run(app, host=host, port=port, workers=workers, **options)
+        return 0
+    return serve_workers(app, host=host, port=port, workers=workers, **options)
