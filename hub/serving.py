@@ -132,7 +132,8 @@ def serve_workers(app: str, *, host: str, port: int, workers: int, **options: An
                     # It never started (a bad setting, an import error, an unreachable database):
                     # starting it again would only loop, so the whole server stops.
                     log.error("worker %d exited with %s before it started; stopping", process.pid, process.exitcode)
-                    status = process.exitcode or STARTUP_FAILURE
+                    # (a signal's negative exitcode is no exit status: report uvicorn's own)
+                    status = process.exitcode if process.exitcode and process.exitcode > 0 else STARTUP_FAILURE
                     stopping = True
                     break
                 log.warning("worker %d exited with %s; starting another", process.pid, process.exitcode)
