@@ -10,6 +10,8 @@ same address with ``SO_REUSEPORT``, and Linux spreads new connections over the s
 of their addresses. A worker that dies closes its socket, so no connection waits on a dead
 worker; the supervisor starts a new one.
 
+SIGHUP restarts the workers one at a time, each new one listening before an old one stops.
+
 Linux only: elsewhere ``SO_REUSEPORT`` does not spread connections, so uvicorn's own supervisor
 is used.
 """
@@ -99,18 +101,24 @@ def _worker(app: str, host: str, port: int, options: dict[str, Any], ready: Any)
 
 
 def serve_workers(app: str, *, host: str, port: int, workers: int, **options: Any) -> int:
-    """Run ``workers`` processes until SIGINT or SIGTERM; returns the exit status."""
+    """Run ``workers`` processes until SIGINT or SIGTERM (SIGHUP: a rolling restart); returns the
+    exit status."""
     # Built here too for its checks and its logging set-up, before any worker starts.
     uvicorn.Config(app, host=host, port=port, **options)
     check_address_free(host, port)
     spawn = multiprocessing.get_context("spawn")
-    stopping = False
+    stopping = restart_requested = False
 
     def stop(_signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
 
+    def restart(_signum: int, _frame: Any) -> None:
+        nonlocal restart_requested
+        restart_requested = True
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, restart)
 
     def start() -> tuple[Any, Any]:
         ready = spawn.Event()
@@ -125,6 +133,9 @@ def serve_workers(app: str, *, host: str, port: int, workers: int, **options: An
     try:
         while not stopping:
             wait([p.sentinel for p, _ in running], timeout=0.5)
+            if restart_requested and not stopping:
+                restart_requested = False
+                _rolling_restart(running, start, lambda: stopping)
             for i, (process, ready) in enumerate(running):
                 if process.is_alive() or stopping:
                     continue
@@ -151,6 +162,31 @@ def serve_workers(app: str, *, host: str, port: int, workers: int, **options: An
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status
+
+
+def _rolling_restart(running: list[tuple[Any, Any]], start: Any, stopping: Any) -> None:
+    """SIGHUP: replace the workers one at a time, each new one listening before an old one stops,
+    so the port never goes unanswered (e.g. after ``kinfolio credentials rotate-key``, whose new key
+    file a worker reads at its start). A new worker that cannot start is logged, and the workers
+    still running are kept."""
+    log.info("SIGHUP: restarting %d workers one at a time", len(running))
+    for i, (old, _) in enumerate(list(running)):
+        new, ready = start()
+        while not ready.wait(0.2):
+            if not new.is_alive():
+                log.error("worker %d exited with %s before it started; keeping the running workers",
+                          new.pid, new.exitcode)
+                return
+            if stopping():
+                running.append((new, ready))  # stopped with the others
+                return
+        running[i] = (new, ready)
+        old.terminate()  # SIGTERM: it finishes its requests in flight
+        old.join(SHUTDOWN_SECONDS)
+        if old.is_alive():
+            old.kill()
+            old.join()
+    log.info("SIGHUP: every worker restarted")
 
 
 def serve(app: str, *, host: str, port: int, workers: int, **options: Any) -> int:

@@ -1,5 +1,6 @@
 """``kinfolio serve --workers N`` (hub/serving.py): connections spread over the workers, a dead
-worker is replaced, a busy port and a worker that cannot start stop the server with a reason."""
+worker is replaced, SIGHUP swaps every worker without refusing a connection, a busy port and a
+worker that cannot start stop the server with a reason."""
 
 from __future__ import annotations
 
@@ -153,6 +154,29 @@ def test_a_dead_worker_is_replaced_and_no_connection_waits_on_it(two_workers) ->
     for client in _connect_all(port, 16):
         client.close()
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+
+
+def test_sighup_restarts_every_worker_without_refusing_a_connection(two_workers) -> None:  # type: ignore[no-untyped-def]
+    process, port = two_workers
+    before = _listening_workers(process.pid, port)
+    process.send_signal(signal.SIGHUP)
+    answers: list[int] = []
+    deadline = time.monotonic() + 90
+    while True:
+        # A new connection each time: one refused or reset while a worker is swapped fails here.
+        answers.append(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10,
+                                 headers={"Connection": "close"}).status_code)
+        workers = _listening_workers(process.pid, port)
+        if len(workers) == 2 and not workers & before:
+            break
+        assert process.poll() is None, "the supervisor exited"
+        assert time.monotonic() < deadline, f"workers not replaced: {before} -> {workers}"
+        time.sleep(0.02)
+    assert set(answers) == {200} and len(answers) > 1
+    # The old workers stopped listening first; they exit once their shutdown is done.
+    while before & _children(process.pid):
+        assert time.monotonic() < deadline, "old workers still running"
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("reuse_port", [False, True])
