@@ -20,25 +20,19 @@ import resource
 import statistics
 import subprocess
 import time
-from pathlib import Path
 
 from bench import suite
 from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
 from bench.http import closed_loop, get_token, graphql_body, post_graphql
-from bench.servers import HOST, hub_server, process_cpu_seconds, server_env
+from bench.servers import HOST, cpu_seconds, hub_server, process_cpu_seconds, server_env
 from hub.generate import Manifest
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (proc(5))
 
 
 def postgres_cpu_seconds() -> float:
     total = 0.0
     for pid in subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True).stdout.split():
         try:
-            total += _cpu_seconds(int(pid))
+            total += cpu_seconds(int(pid))
         except FileNotFoundError:  # a backend that ended meanwhile
             pass
     return total

@@ -40,14 +40,16 @@ def server_env(*, database_url: str, data_dir: Path, issuer_port: int, pseudonym
     return env
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (proc(5))
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its children (uvicorn's worker), from /proc."""
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    ticks = 0
-    for process in [pid, *map(int, children)]:
-        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_seconds(process) for process in [pid, *map(int, children)])
 
 
 @asynccontextmanager
