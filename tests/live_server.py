@@ -30,20 +30,26 @@ def _free_port() -> int:
     raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
-@pytest.fixture(scope="session")
-def live_server(database_url, signing_key_pem, tmp_path_factory, engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
+def server_env(*, database_url: str, signing_key_pem: str, data_dir: str, port: int) -> dict[str, str]:
+    """The environment of a hub server a test starts on the test database, issuing as itself."""
+    return {
         **os.environ,
         "KINFOLIO_ENVIRONMENT": "test",
         "KINFOLIO_DATABASE_URL": database_url,
-        "KINFOLIO_DATA_DIR": str(tmp_path_factory.mktemp("live-data")),
-        "KINFOLIO_ISSUER": base,
+        "KINFOLIO_DATA_DIR": data_dir,
+        "KINFOLIO_ISSUER": f"http://127.0.0.1:{port}",
         "KINFOLIO_SIGNING_KEY_PEM": signing_key_pem,
         "KINFOLIO_PSEUDONYM_KEY_HEX": PSEUDONYM_KEY.hex(),
         "KINFOLIO_SESSION_SECRET_HEX": "ab" * 32,
     }
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url, signing_key_pem, tmp_path_factory, engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = server_env(database_url=database_url, signing_key_pem=signing_key_pem,
+                     data_dir=str(tmp_path_factory.mktemp("live-data")), port=port)
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "hub.asgi:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env=env,

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from hub.serving import AddressInUse, balanced_workers_supported, check_address_free, serve_workers
-from tests.live_server import PSEUDONYM_KEY, _free_port
+from tests.live_server import _free_port, server_env
 
 pytestmark = pytest.mark.skipif(not balanced_workers_supported(), reason="SO_REUSEPORT balancing is Linux's")
 
@@ -42,16 +42,17 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def _server_side_inodes(port: int, client_ports: set[int]) -> set[str]:
-    """Inodes of the server ends of our established connections (proc(5), /proc/net/tcp)."""
-    inodes = set()
+def _tcp_sockets(port: int) -> Iterator[tuple[int, str, str]]:
+    """(remote port, state, inode) of the IPv4 sockets on local port ``port`` (proc(5), /proc/net/tcp)."""
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        local_port = int(fields[1].split(":")[1], 16)
-        remote_port = int(fields[2].split(":")[1], 16)
-        if local_port == port and remote_port in client_ports and fields[3] == "01":  # ESTABLISHED
-            inodes.add(fields[9])
-    return inodes
+        if int(fields[1].split(":")[1], 16) == port:
+            yield int(fields[2].split(":")[1], 16), fields[3], fields[9]
+
+
+def _server_side_inodes(port: int, client_ports: set[int]) -> set[str]:
+    """Inodes of the server ends of our established connections (state 01)."""
+    return {inode for remote, state, inode in _tcp_sockets(port) if remote in client_ports and state == "01"}
 
 
 def _healthz(sock: socket.socket) -> bytes:
@@ -69,18 +70,8 @@ def _healthz(sock: socket.socket) -> bytes:
 @pytest.fixture()
 def two_workers(database_url, signing_key_pem, tmp_path, engine) -> Iterator[tuple[subprocess.Popen, int]]:  # type: ignore[no-untyped-def]
     port = _free_port()
-    env = {
-        **os.environ,
-        "KINFOLIO_ENVIRONMENT": "test",
-        "KINFOLIO_DATABASE_URL": database_url,
-        "KINFOLIO_DATA_DIR": str(tmp_path),
-        "KINFOLIO_ISSUER": f"http://127.0.0.1:{port}",
-        "KINFOLIO_SIGNING_KEY_PEM": signing_key_pem,
-        "KINFOLIO_PSEUDONYM_KEY_HEX": PSEUDONYM_KEY.hex(),
-        "KINFOLIO_SESSION_SECRET_HEX": "ab" * 32,
-        "KINFOLIO_HOST": "127.0.0.1",
-        "KINFOLIO_PORT": str(port),
-    }
+    env = {**server_env(database_url=database_url, signing_key_pem=signing_key_pem, data_dir=str(tmp_path), port=port),
+           "KINFOLIO_HOST": "127.0.0.1", "KINFOLIO_PORT": str(port)}
     process = subprocess.Popen(
         [sys.executable, "-c", "from hub.cli import app; app()", "serve", "--workers", "2", "--no-access-log",
          "--log-level", "warning"], env=env,
@@ -99,10 +90,7 @@ def two_workers(database_url, signing_key_pem, tmp_path, engine) -> Iterator[tup
 
 def _listening_workers(supervisor: int, port: int) -> set[int]:
     """The supervisor's children that hold a socket listening on the port (state 0A)."""
-    listening = {
-        line.split()[9] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-        if int(line.split()[1].split(":")[1], 16) == port and line.split()[3] == "0A"
-    }
+    listening = {inode for _, state, inode in _tcp_sockets(port) if state == "0A"}
     return {child for child in _children(supervisor) if _socket_inodes(child) & listening}
 
 
@@ -199,6 +187,14 @@ def test_a_port_in_use_is_refused_even_by_an_so_reuseport_listener(reuse_port: b
     assert answer.returncode == 2
     assert "is already in use" in answer.stderr and "KINFOLIO_PORT" in answer.stderr
     check_address_free("127.0.0.1", port)  # free again once the holder closed
+
+
+def test_an_unknown_log_level_is_refused() -> None:
+    answer = subprocess.run([sys.executable, "-c", "from hub.cli import app; app()", "serve", "--log-level", "loud"],
+                            env={**os.environ, "KINFOLIO_ENVIRONMENT": "development"}, capture_output=True, text=True,
+                            timeout=60)
+    assert answer.returncode == 2
+    assert "unknown log level 'loud'" in answer.stderr
 
 
 def test_a_worker_that_cannot_start_stops_the_server_instead_of_looping() -> None:
