@@ -22,12 +22,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import Integer, bindparam, column, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent.audit import GENESIS, ChainProblem, chain_hash, verify_chain
 from hub.db import sqlite_insert_rows, unnest_params, unnest_select
+from hub.direct_rows import fetch_plain_rows
 from hub.grants.models import DisclosureEvent, LearnerLogHead
 from hub.people.models import Learner
 
@@ -175,10 +176,9 @@ async def _extend_if_unmoved_postgres(session: AsyncSession, rows: list[dict[str
     # if they were erased, nothing moves and the locking path reports it.
     names = list(rows[0])
     statement = _extend_statement_postgres(tuple(names))
-    connection = await session.connection()
-    moved = (await connection.execute(statement, {**new_head, "expected_seq": expected_seq,
-                                                  **unnest_params(rows, names, "e")})).scalar_one()
-    return moved == 1
+    [result] = await fetch_plain_rows(await session.connection(), statement,
+                                      {**new_head, "expected_seq": expected_seq, **unnest_params(rows, names, "e")})
+    return result.moved == 1
 
 
 @lru_cache(maxsize=4)
@@ -190,8 +190,8 @@ def _extend_statement_postgres(names: tuple[str, ...]) -> Any:
         f"AND EXISTS (SELECT 1 FROM {Learner.__tablename__} WHERE id = :learner_id FOR KEY SHARE) RETURNING learner_id), "
         f"new_events AS (INSERT INTO {events.name} ({', '.join(names)}) "
         f"{unnest_select(events, list(names), 'e')} WHERE EXISTS (SELECT 1 FROM moved)) "
-        "SELECT count(*) FROM moved"
-    ).bindparams(bindparam("learner_id", type_=heads.c.learner_id.type))
+        "SELECT count(*) AS moved FROM moved"
+    ).bindparams(bindparam("learner_id", type_=heads.c.learner_id.type)).columns(column("moved", Integer))
 
 
 def _genesis(learner_ids: list[UUID]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import Action, GrantView, get_section
 from consent.sections import check_action
 from consent.pseudonyms import looks_like_pairwise_id, pairwise_id
-from hub.db import plain_rows
+from hub.direct_rows import fetch_plain_rows
 import hub.models  # noqa: F401  (every table before _RESOLVE is built: see _resolve_statement)
 from hub.grants.models import ConsentGrant, LearnerLogHead, LearnerPseudonym
 from hub.people.models import Learner
@@ -80,7 +80,7 @@ async def resolve_learner(
     if not looks_like_pairwise_id(pseudonym):
         return None
     statement = _RESOLVE_HOLDING if hold and session.get_bind().dialect.name == "postgresql" else _RESOLVE
-    rows = plain_rows(await (await session.connection()).execute(statement, {"provider_id": provider_id, "pseudonym": pseudonym}))
+    rows = await fetch_plain_rows(await session.connection(), statement, {"provider_id": provider_id, "pseudonym": pseudonym})
     if not rows:
         return None
     first = rows[0]

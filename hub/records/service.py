@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import Allowed, get_section
 from schemas import records as record_schemas
 from hub.db import plain_rows, sqlite_insert_rows, unnest_params, unnest_select
+from hub.direct_rows import fetch_plain_rows
 from hub.grants.log import LearnersErased, hold_learners
 from hub.records.crypto import DataKey, FieldContext, UnreadableData
 from hub.records.keys import DataKeys
@@ -556,7 +557,9 @@ def _union_page_select(spec: PageQuery, learners: int):  # type: ignore[no-untyp
 
 
 async def _single_page(session: AsyncSession, spec: PageQuery, learner_id: UUID, data_keys: DataKeys | None) -> Page:
-    rows = await _core_rows(session, _single_page_select(spec), {**_page_params(spec), "learner_id": learner_id})
+    # The statement is kept per shape, so it can take the direct path (hub.direct_rows).
+    rows = await fetch_plain_rows(await session.connection(), _single_page_select(spec),
+                                  {**_page_params(spec), "learner_id": learner_id})
     return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
                            data_keys=data_keys)
 
