@@ -12,10 +12,12 @@ on the same pooled connection.
 ``plain_rows(await connection.execute(statement, params))`` answers, with the same keys, the same
 values and the same value types (pinned by tests/test_direct_rows.py), but builds each
 statement's SQL, its bind processing and its result processing once per process and then calls
-asyncpg directly. It only does so inside a transaction that SQLAlchemy already began on that
-connection (asyncpg reports it), so a statement never runs in a transaction SQLAlchemy does not
-know of; anything else (another driver, no transaction yet, AUTOCOMMIT, a statement with
-IN-list expansion) goes through ``connection.execute``. The engine's ``before_cursor_execute``
+asyncpg directly: inside a transaction that SQLAlchemy already began on that connection
+(asyncpg reports it), so a statement never runs in a transaction SQLAlchemy does not know of, or,
+where the caller says the statement may run on its own (``alone``), before any transaction. A
+provider's read on PostgreSQL thus sends no BEGIN and no COMMIT at all. Anything else (another
+driver, no transaction yet for a statement that needs one, a statement with IN-list expansion)
+goes through ``connection.execute``. The engine's ``before_cursor_execute``
 listeners see the statement either way (statement counts in tests and ``bench``).
 """
 
@@ -64,11 +66,20 @@ _PLANS: dict[int, tuple[Any, _Plan | None]] = {}
 _MAX_PLANS = 256
 
 
-async def fetch_plain_rows(connection: AsyncConnection, statement: Any, params: Mapping[str, Any] | None = None) -> list[Any]:
+async def fetch_plain_rows(connection: AsyncConnection, statement: Any, params: Mapping[str, Any] | None = None, *,
+                           alone: bool = False) -> list[Any]:
     """``plain_rows(await connection.execute(statement, params))``, through asyncpg when possible.
 
     ``statement`` must be built once and kept (a module constant or a per-shape cache): its plan
     is cached by identity, and making one costs a compile and a round trip.
+
+    ``alone``: if no transaction is open on the connection yet, run the statement on its own
+    (PostgreSQL's implicit per-statement transaction) instead of beginning one. Only for a read,
+    or a write complete in itself, that takes no lock meant to outlast the statement. Under READ
+    COMMITTED each statement of a transaction sees what was committed before it started, just as
+    a statement on its own does, so a request that only reads gains nothing from BEGIN and COMMIT
+    but two round trips; once a transaction is open (the request wrote, or locked), the
+    statement runs inside it.
     """
     params = params or {}
     if connection.dialect.driver != "asyncpg" or not isinstance(statement, (Select, TextualSelect)):
@@ -80,9 +91,10 @@ async def fetch_plain_rows(connection: AsyncConnection, statement: Any, params: 
     if sync is None or sync.closed or sync.invalidated:
         return plain_rows(await connection.execute(statement, params))
     driver = sync.connection.driver_connection
-    # No transaction yet: SQLAlchemy's execute begins it (asyncpg would otherwise run this one
-    # statement in autocommit, outside the transaction the rest of the request uses).
-    if driver is None or not driver.is_in_transaction():
+    # No transaction yet, and the statement must be in one: SQLAlchemy's execute begins it
+    # (asyncpg would run the statement on its own, outside the transaction the rest of the
+    # request uses).
+    if driver is None or not (alone or driver.is_in_transaction()):
         return plain_rows(await connection.execute(statement, params))
     cached = _PLANS.get(id(statement))
     if cached is None or cached[0] is not statement:

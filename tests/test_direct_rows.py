@@ -13,11 +13,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from sqlalchemy import Integer, Numeric, String, column, event, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub import migrate
+from hub.app import create_app
 from hub.db import make_engine, plain_rows
 from hub.direct_rows import fetch_plain_rows
 from hub.generate import Manifest, Plan, generate
@@ -25,25 +27,31 @@ from hub.grants.log import _extend_statement_postgres
 from hub.grants.models import LearnerLogHead, LearnerPseudonym
 from hub.grants.service import _RESOLVE, _RESOLVE_HOLDING
 from hub.records.service import PageQuery, _page_params, _single_page_select, encode_cursor
-from tests.conftest import PG_ADMIN_URL, PSEUDONYM_KEY, _create_pg_database, _drop_pg_database
+from tests.conftest import ISSUER, PG_ADMIN_URL, PSEUDONYM_KEY, _create_pg_database, _drop_pg_database
+from tests.factories import ProviderClient, activity, get_token, gql
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-async def pg() -> AsyncIterator[tuple[AsyncEngine, Manifest]]:
+async def pg_url() -> AsyncIterator[str]:
     try:
         url = await _create_pg_database(PG_ADMIN_URL)
     except OSError as exc:
         pytest.skip(f"needs PostgreSQL at {PG_ADMIN_URL}: {exc}")
-    engine = make_engine(url)
+    yield url
+    await _drop_pg_database(url, PG_ADMIN_URL)
+
+
+@pytest.fixture(scope="module")
+async def pg(pg_url: str) -> AsyncIterator[tuple[AsyncEngine, Manifest]]:
+    engine = make_engine(pg_url)
     try:
         await migrate.upgrade(engine)
         plan = Plan(learners=3, activities_per_learner=60, seed=7, as_of=AS_OF, jobs=1)
-        yield engine, await generate(engine, url, plan, PSEUDONYM_KEY)
+        yield engine, await generate(engine, pg_url, plan, PSEUDONYM_KEY)
     finally:
         await engine.dispose()
-        await _drop_pg_database(url, PG_ADMIN_URL)
 
 
 def _same(expected: list[Any], got: list[Any]) -> None:
@@ -152,6 +160,44 @@ async def test_nothing_runs_outside_sqlalchemys_transaction(pg) -> None:  # type
         assert not (await conn.get_raw_connection()).driver_connection.is_in_transaction()
 
 
+async def test_a_statement_alone_runs_on_its_own_only_while_no_transaction_is_open(pg) -> None:  # type: ignore[no-untyped-def]
+    """``alone``: the log's conditional append (a write complete in itself) commits on its own when
+    no transaction is open (another connection sees it at once, and no transaction is left open),
+    and inside the open transaction otherwise (a rollback takes it back)."""
+    engine, manifest = pg
+    async with engine.connect() as conn:
+        learner_id, provider_id, _ = await _learner(conn, manifest)
+        await conn.execute(LearnerLogHead.__table__.insert().values(learner_id=learner_id, seq=0, hash="0" * 64))
+        await conn.commit()
+    names = ("at", "learner_id", "provider_id", "client_id", "token_id", "section", "action", "outcome", "reason",
+             "grant_id", "purpose", "entry_count", "seq", "prev_hash", "hash")
+
+    def append(seq: int) -> dict[str, Any]:
+        row = {"at": AS_OF, "learner_id": learner_id, "provider_id": provider_id, "client_id": manifest.providers[0].client_id,
+               "token_id": None, "section": "badges", "action": "read", "outcome": "allowed", "reason": None,
+               "grant_id": None, "purpose": None, "entry_count": 1, "seq": seq, "prev_hash": "0" * 64, "hash": f"{seq}" * 64}
+        return {"learner_id": learner_id, "seq": seq, "hash": row["hash"], "expected_seq": seq - 1,
+                **{f"e{i}": [row[n]] for i, n in enumerate(names)}}
+
+    async def seen_elsewhere() -> int:
+        async with engine.connect() as other:
+            return (await other.execute(select(LearnerLogHead.seq).where(LearnerLogHead.learner_id == learner_id))).scalar_one()
+
+    statement = _extend_statement_postgres(names)
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        [moved] = await fetch_plain_rows(conn, statement, append(1), alone=True)
+        assert moved.moved == 1 and not driver.is_in_transaction()
+        assert await seen_elsewhere() == 1  # committed, with this connection's "transaction" never ended
+        await conn.rollback()
+        assert await seen_elsewhere() == 1
+        await conn.execute(text("SELECT 1"))  # a transaction is open now
+        [moved] = await fetch_plain_rows(conn, statement, append(2), alone=True)
+        assert moved.moved == 1 and driver.is_in_transaction()
+        await conn.rollback()
+    assert await seen_elsewhere() == 1
+
+
 async def test_binds_are_processed_and_missing_ones_refused(pg) -> None:  # type: ignore[no-untyped-def]
     engine, manifest = pg
     spec = PageQuery(section="activities", reader_provider_id=UUID(int=0), first=5, data_from=AS_OF)
@@ -196,3 +242,59 @@ async def test_statements_it_cannot_send_as_they_are_keep_sqlalchemys_path(pg) -
             assert row.n == 1.5 and type(row.n) is float
             assert sorted(r.x for r in await fetch_plain_rows(conn, expanded)) == [1, 3]
         await conn.rollback()
+
+
+async def test_a_provider_read_sends_no_begin_or_commit_and_a_write_one_transaction(pg, pg_url: str, settings) -> None:  # type: ignore[no-untyped-def]
+    """What the hub sends to PostgreSQL through asyncpg's own calls (its query log: the direct
+    statements, BEGIN and COMMIT; SQLAlchemy's prepared statements are not in it): a profile read
+    sends its statements each on their own and logs its disclosures; a write, after the token
+    check, runs in one transaction with its log append inside."""
+    engine, manifest = pg
+    sent: list[str] = []
+
+    def log_queries(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(lambda record: sent.append(record.query))
+
+    async def disclosures() -> int:
+        async with engine.connect() as conn:
+            return (await conn.execute(text("SELECT count(*) FROM disclosure_event"))).scalar_one()
+
+    await engine.dispose()  # every connection from here on is logged
+    event.listen(engine.sync_engine, "connect", log_queries)
+    try:
+        app = create_app(settings.model_copy(update={"database_url": pg_url}), engine=engine)
+        bench = manifest.providers[0]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http:
+            token = await get_token(http, ProviderClient(UUID(bench.provider_id), bench.client_id, bench.client_secret))
+            learner = manifest.sample_learners[1]
+            # The learner's first disclosure creates their log head (the locking path, in a transaction).
+            assert "errors" not in (await gql(http, token, PROFILE, {"id": learner})).json()
+            before = await disclosures()
+            sent.clear()
+            body = (await gql(http, token, PROFILE, {"id": learner})).json()
+            assert "errors" not in body and len(body["data"]["learner"]["activities"]["nodes"]) == 50, body
+            read, logged_by_read = list(sent), await disclosures() - before
+            sent.clear()
+            body = (await gql(http, token, RECORD, {"id": learner, "items": [activity(1), activity(2)]})).json()
+            assert body == {"data": {"recordActivities": {"created": 2}}}, body
+            write = list(sent)
+    finally:
+        event.remove(engine.sync_engine, "connect", log_queries)
+        await engine.dispose()
+    # token row, pairwise id with grants and log head, three pages, the log's append
+    assert _commands(read) == ["SELECT"] * 5 + ["WITH"], read
+    assert logged_by_read == 3  # badges, skills, activities
+    # token row on its own, then BEGIN ... the log's append ... COMMIT
+    assert _commands(write) == ["SELECT", "BEGIN", "WITH", "COMMIT"], write
+
+
+def _commands(queries: list[str]) -> list[str]:
+    """Each query's first word, without asyncpg's introspection of types it has not seen yet on a
+    connection (the log append's arrays; it sets and resets ``jit`` around it)."""
+    return [q.split(None, 1)[0].upper().rstrip(";") for q in queries if "typeinfo_tree" not in q and "'jit'" not in q]
+
+
+PROFILE = """query($id: ID!) { learner(id: $id) {
+  badges { nodes { id } } skills { nodes { id } } activities(first: 50) { nodes { id } } } }"""
+RECORD = """mutation($id: ID!, $items: [ActivityInput!]!) {
+  recordActivities(learnerId: $id, activities: $items) { created } }"""

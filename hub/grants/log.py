@@ -176,8 +176,12 @@ async def _extend_if_unmoved_postgres(session: AsyncSession, rows: list[dict[str
     # if they were erased, nothing moves and the locking path reports it.
     names = list(rows[0])
     statement = _extend_statement_postgres(tuple(names))
+    # One statement, atomic on its own: a request with no transaction open (it only read) appends
+    # and commits its log entries in this one round trip (hub.direct_rows); the learner's FOR KEY
+    # SHARE then lasts as long as it must, to the append's commit.
     [result] = await fetch_plain_rows(await session.connection(), statement,
-                                      {**new_head, "expected_seq": expected_seq, **unnest_params(rows, names, "e")})
+                                      {**new_head, "expected_seq": expected_seq, **unnest_params(rows, names, "e")},
+                                      alone=True)
     return result.moved == 1
 
 

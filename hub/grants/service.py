@@ -80,7 +80,10 @@ async def resolve_learner(
     if not looks_like_pairwise_id(pseudonym):
         return None
     statement = _RESOLVE_HOLDING if hold and session.get_bind().dialect.name == "postgresql" else _RESOLVE
-    rows = await fetch_plain_rows(await session.connection(), statement, {"provider_id": provider_id, "pseudonym": pseudonym})
+    # Holding locks the learner until the request commits, so that statement needs the
+    # transaction; the plain one is a read that may run on its own (hub.direct_rows).
+    rows = await fetch_plain_rows(await session.connection(), statement, {"provider_id": provider_id, "pseudonym": pseudonym},
+                                  alone=statement is _RESOLVE)
     if not rows:
         return None
     first = rows[0]

@@ -557,9 +557,10 @@ def _union_page_select(spec: PageQuery, learners: int):  # type: ignore[no-untyp
 
 
 async def _single_page(session: AsyncSession, spec: PageQuery, learner_id: UUID, data_keys: DataKeys | None) -> Page:
-    # The statement is kept per shape, so it can take the direct path (hub.direct_rows).
+    # The statement is kept per shape, so it can take the direct path (hub.direct_rows); a read,
+    # it may run on its own where no transaction is open (then nothing uncommitted is there to see).
     rows = await fetch_plain_rows(await session.connection(), _single_page_select(spec),
-                                  {**_page_params(spec), "learner_id": learner_id})
+                                  {**_page_params(spec), "learner_id": learner_id}, alone=True)
     return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
                            data_keys=data_keys)
 
