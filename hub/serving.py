@@ -7,10 +7,14 @@ the benchmark's clients) then all land on whichever worker woke first, which run
 one core while the others idle: with 2 workers and 16 clients, 2 runs in 3 put every connection
 on one worker (BENCHMARKS.md, eleventh session). Here every worker binds its own socket to the
 same address with ``SO_REUSEPORT``, and Linux spreads new connections over the sockets by a hash
-of their addresses. A worker that dies closes its socket, so no connection waits on a dead
-worker; the supervisor starts a new one.
+of their addresses.
 
-SIGHUP restarts the workers one at a time, each new one listening before an old one stops.
+The supervisor makes the sockets, one per worker slot, and hands each to its worker. SIGHUP
+restarts the workers one at a time: the new worker gets the old one's socket, listening, and
+answers from it before the old one stops, so the connections queued on that socket are answered
+too. (Had each worker its own socket, the old worker's close would reset the connections the
+kernel had already queued on it: ``tests/hub/test_serving.py`` saw that under load.) A worker that
+dies has its socket closed and its slot gets a new one, so no connection waits on a dead worker.
 
 Linux only: elsewhere ``SO_REUSEPORT`` does not spread connections, so uvicorn's own supervisor
 is used.
@@ -18,6 +22,7 @@ is used.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import multiprocessing
@@ -26,7 +31,7 @@ import socket
 import sys
 import time
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, NamedTuple
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
@@ -36,6 +41,9 @@ log = logging.getLogger("uvicorn.error")
 
 # How long workers get to finish their requests after SIGTERM before they are killed.
 SHUTDOWN_SECONDS = 30.0
+# How long a stopping worker waits, after it stopped accepting, for the requests of the connections
+# it had just accepted (a request arrives within milliseconds of its connection).
+DRAIN_SECONDS = 0.5
 
 
 class AddressInUse(Exception):
@@ -80,7 +88,8 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
 
 
 class _Worker(uvicorn.Server):
-    """uvicorn's server, telling the supervisor once it has started (lifespan done, listening)."""
+    """uvicorn's server, telling the supervisor once it has started (lifespan done, listening), and
+    stopping in two steps: no new connections first, then uvicorn's shutdown."""
 
     def __init__(self, config: uvicorn.Config, ready: Any) -> None:
         super().__init__(config)
@@ -91,11 +100,22 @@ class _Worker(uvicorn.Server):
         if self.started:
             self._ready.set()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn's shutdown closes at once every connection that has not sent a complete request
+        # yet, which includes one accepted a moment ago whose request is on its way: that client
+        # gets no answer. So stop accepting first (the socket stays open in the supervisor and in
+        # a restart's new worker, which take over its queue), and give those requests time to
+        # arrive; uvicorn then finishes them.
+        for server in self.servers:
+            server.close()
+        await asyncio.sleep(DRAIN_SECONDS)
+        await super().shutdown(sockets=sockets)
 
-def _worker(app: str, host: str, port: int, options: dict[str, Any], ready: Any) -> None:
+
+def _worker(app: str, host: str, port: int, options: dict[str, Any], ready: Any, sock: socket.socket) -> None:
     config = uvicorn.Config(app, host=host, port=port, **options)
     server = _Worker(config, ready)
-    server.run(sockets=[reuseport_socket(host, port)])
+    server.run(sockets=[sock])  # it listens on the socket once the app has started
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
@@ -120,25 +140,28 @@ def serve_workers(app: str, *, host: str, port: int, workers: int, **options: An
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, restart)
 
-    def start() -> tuple[Any, Any]:
+    def start(sock: socket.socket) -> _Slot:
         ready = spawn.Event()
-        process = spawn.Process(target=_worker, args=(app, host, port, options, ready), name="kinfolio-worker")
+        process = spawn.Process(target=_worker, args=(app, host, port, options, ready, sock), name="kinfolio-worker")
         process.start()
-        return process, ready
+        return _Slot(process, ready, sock)
 
     status = 0
-    running = [start() for _ in range(workers)]
+    running = [start(reuseport_socket(host, port)) for _ in range(workers)]
     log.info("serving on %s:%d with %d worker processes (pids %s)", host, port, workers,
-             ", ".join(str(p.pid) for p, _ in running))
+             ", ".join(str(slot.process.pid) for slot in running))
     try:
         while not stopping:
-            wait([p.sentinel for p, _ in running], timeout=0.5)
+            wait([slot.process.sentinel for slot in running], timeout=0.5)
             if restart_requested and not stopping:
                 restart_requested = False
                 _rolling_restart(running, start, lambda: stopping)
-            for i, (process, ready) in enumerate(running):
+            for i, (process, ready, sock) in enumerate(running):
                 if process.is_alive() or stopping:
                     continue
+                # Its socket goes with it (the connections queued there are reset, as they would be
+                # by the dead worker's own close); the kernel sends new ones to the other workers.
+                sock.close()
                 if not ready.is_set():
                     # It never started (a bad setting, an import error, an unreachable database):
                     # starting it again would only loop, so the whole server stops.
@@ -148,44 +171,53 @@ def serve_workers(app: str, *, host: str, port: int, workers: int, **options: An
                     stopping = True
                     break
                 log.warning("worker %d exited with %s; starting another", process.pid, process.exitcode)
-                running[i] = start()
+                running[i] = start(reuseport_socket(host, port))
     finally:
-        for process, _ in running:
-            if process.is_alive():
-                process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+        for slot in running:
+            if slot.process.is_alive():
+                slot.process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
         deadline = time.monotonic() + SHUTDOWN_SECONDS
-        for process, _ in running:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join()
+        for slot in running:
+            slot.process.join(max(0.0, deadline - time.monotonic()))
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join()
+            slot.socket.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status
 
 
-def _rolling_restart(running: list[tuple[Any, Any]], start: Any, stopping: Any) -> None:
-    """SIGHUP: replace the workers one at a time, each new one listening before an old one stops,
-    so the port never goes unanswered (e.g. after ``kinfolio credentials rotate-key``, whose new key
-    file a worker reads at its start). A new worker that cannot start is logged, and the workers
-    still running are kept."""
+class _Slot(NamedTuple):
+    process: Any
+    ready: Any  # set once the worker has started
+    socket: socket.socket  # the slot's listening socket; the supervisor keeps it open for the next worker
+
+
+def _rolling_restart(running: list[_Slot], start: Any, stopping: Any) -> None:
+    """SIGHUP: replace the workers one at a time, each new one accepting on its slot's socket before
+    the old one stops, so no connection goes unanswered (e.g. after ``kinfolio credentials
+    rotate-key``, whose new key file a worker reads at its start). A new worker that cannot start is
+    logged, and the workers still running are kept."""
     log.info("SIGHUP: restarting %d workers one at a time", len(running))
-    for i, (old, _) in enumerate(list(running)):
-        new, ready = start()
-        while not ready.wait(0.2):
-            if not new.is_alive():
+    for i, old in enumerate(list(running)):
+        new = start(old.socket)
+        while not new.ready.wait(0.2):
+            if not new.process.is_alive():
                 log.error("worker %d exited with %s before it started; keeping the running workers",
-                          new.pid, new.exitcode)
+                          new.process.pid, new.process.exitcode)
                 return
             if stopping():
-                running.append((new, ready))  # stopped with the others
+                running.append(new)  # stopped with the others (their shared socket closes with them)
                 return
-        running[i] = (new, ready)
-        old.terminate()  # SIGTERM: it finishes its requests in flight
-        old.join(SHUTDOWN_SECONDS)
-        if old.is_alive():
-            old.kill()
-            old.join()
+        running[i] = new
+        # SIGTERM: it stops accepting (its copy of the socket closes; the new worker's and ours stay
+        # open, so the socket keeps listening) and finishes its requests in flight.
+        old.process.terminate()
+        old.process.join(SHUTDOWN_SECONDS)
+        if old.process.is_alive():
+            old.process.kill()
+            old.process.join()
     log.info("SIGHUP: every worker restarted")
 
 

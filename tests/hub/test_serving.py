@@ -1,5 +1,5 @@
 """``kinfolio serve --workers N`` (hub/serving.py): connections spread over the workers, a dead
-worker is replaced, SIGHUP swaps every worker without refusing a connection, a busy port and a
+worker is replaced, SIGHUP swaps every worker without failing a request, a busy port and a
 worker that cannot start stop the server with a reason."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,26 +146,45 @@ def test_a_dead_worker_is_replaced_and_no_connection_waits_on_it(two_workers) ->
 
 
 def test_sighup_restarts_every_worker_without_refusing_a_connection(two_workers) -> None:  # type: ignore[no-untyped-def]
+    """Clients opening a new connection for every request all through the swap: every request is
+    answered. With a socket per worker, the connections queued on an old worker's socket when it
+    closed were reset, and uvicorn closed those it had accepted a moment before it stopped,
+    unanswered: this failed in 2 of 4 runs; with the socket handed over but no pause before uvicorn's
+    shutdown, in 1 of 4."""
     process, port = two_workers
     before = _listening_workers(process.pid, port)
-    process.send_signal(signal.SIGHUP)
     answers: list[int] = []
-    deadline = time.monotonic() + 90
-    while True:
-        # A new connection each time: one refused or reset while a worker is swapped fails here.
-        answers.append(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10,
-                                 headers={"Connection": "close"}).status_code)
-        workers = _listening_workers(process.pid, port)
-        if len(workers) == 2 and not workers & before:
-            break
-        assert process.poll() is None, "the supervisor exited"
-        assert time.monotonic() < deadline, f"workers not replaced: {before} -> {workers}"
-        time.sleep(0.02)
-    assert set(answers) == {200} and len(answers) > 1
-    # The old workers stopped listening first; they exit once their shutdown is done.
-    while before & _children(process.pid):
-        assert time.monotonic() < deadline, "old workers still running"
-        time.sleep(0.1)
+    failures: list[str] = []
+    swapped = threading.Event()
+
+    def client() -> None:
+        while not swapped.is_set():
+            try:
+                answers.append(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10,
+                                         headers={"Connection": "close"}).status_code)
+            except httpx.HTTPError as exc:
+                failures.append(repr(exc))
+
+    clients = [threading.Thread(target=client) for _ in range(6)]
+    for thread in clients:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 90
+        # Until both old workers have stopped listening and exited, and two new ones listen.
+        while before & _children(process.pid) or len(_listening_workers(process.pid, port)) != 2:
+            assert process.poll() is None, "the supervisor exited"
+            assert time.monotonic() < deadline, f"workers not replaced: {before} -> {_children(process.pid)}"
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        swapped.set()
+        for thread in clients:
+            thread.join(30)
+    assert failures == [] and set(answers) == {200}, (failures[:3], len(failures), len(answers))
+    assert len(answers) > 50
+    assert not before & _listening_workers(process.pid, port)
 
 
 @pytest.mark.parametrize("reuse_port", [False, True])
