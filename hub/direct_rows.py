@@ -1,4 +1,4 @@
-"""Hot read statements straight through asyncpg, inside the session's own transaction.
+"""The provider path's hot statements on PostgreSQL, straight through asyncpg.
 
 A py-spy profile of the profile read on PostgreSQL (``python -m bench.spy read``, BENCHMARKS.md,
 twelfth session) put 18 % of the hub's CPU in SQLAlchemy's execution of the read's statements:
@@ -11,14 +11,15 @@ on the same pooled connection.
 ``fetch_plain_rows(connection, statement, params)`` answers what
 ``plain_rows(await connection.execute(statement, params))`` answers, with the same keys, the same
 values and the same value types (pinned by tests/test_direct_rows.py), but builds each
-statement's SQL, its bind processing and its result processing once per process and then calls
-asyncpg directly: inside a transaction that SQLAlchemy already began on that connection
+statement's SQL, its bind processing and its row class once per process and then calls asyncpg
+directly: inside a transaction that SQLAlchemy already began on that connection
 (asyncpg reports it), so a statement never runs in a transaction SQLAlchemy does not know of, or,
 where the caller says the statement may run on its own (``alone``), before any transaction. A
 provider's read on PostgreSQL thus sends no BEGIN and no COMMIT at all. Anything else (another
-driver, no transaction yet for a statement that needs one, a statement with IN-list expansion)
-goes through ``connection.execute``. The engine's ``before_cursor_execute``
-listeners see the statement either way (statement counts in tests and ``bench``).
+driver, no transaction yet for a statement that needs one, a column whose values SQLAlchemy
+converts, IN-list expansion) goes through ``connection.execute``. The engine's
+``before_cursor_execute`` listeners see the statement either way (statement counts in tests and
+``bench``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy import Select, TextualSelect
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import plain_rows
 
