@@ -103,6 +103,9 @@ def operation_cost(schema: GraphQLSchema, document: Any, variables: dict[str, An
     return cost
 
 
+MAX_REPORTED_COST = 2**53 - 1
+
+
 class CostLimit(SchemaExtension):
     """Refuse, before execution, an operation whose estimated cost exceeds the limit."""
 
@@ -113,10 +116,15 @@ class CostLimit(SchemaExtension):
         if context.graphql_document is not None:
             cost = operation_cost(context.schema._schema, context.graphql_document, context.variables)
             if cost > self.limit:
+                # Nested page sizes multiply: 2^31 - 1 at three levels is beyond what JSON numbers
+                # carry between implementations (RFC 8259 §6: integers within ±(2^53 - 1)), and
+                # beyond 64 bits the response could not even be encoded. Past that, say "more than".
+                shown = min(cost, MAX_REPORTED_COST)
+                bound = "up to" if cost == shown else "more than"
                 raise api_error(
                     ErrorCode.COST_LIMIT,
-                    f"this operation could return up to {cost} objects; the limit is {self.limit}: ask for smaller pages",
-                    cost=cost,
+                    f"this operation could return {bound} {shown} objects; the limit is {self.limit}: ask for smaller pages",
+                    cost=shown,
                     limit=self.limit,
                 )
         yield

@@ -37,6 +37,21 @@ async def test_costly_operation_is_refused_before_execution(client, engine, sett
     assert "errors" not in ok
 
 
+async def test_a_cost_beyond_json_numbers_is_refused_with_the_largest_exact_one(client, engine, settings):
+    """Page sizes of 2^31 - 1 (valid Ints) nested: the cost is ~10^19, past 64 bits. The refusal
+    still comes (it once crashed encoding the response) and reports 2^53 - 1, "more than"."""
+    provider = await make_provider(engine, "Boundless", ["activities:read"])
+    token = await get_token(client, provider)
+    n = 2**31 - 1
+    query = f"{{ learners(first: {n}) {{ nodes {{ activities(first: {n}) {{ nodes {{ id timestamp verb {{ id display }} }} }} }} }} }}"
+    assert estimated_cost(build_schema(settings)._schema, parse(query), {}) > 2**64
+    response = await gql(client, token, query)
+    assert response.status_code == 200
+    error = response.json()["errors"][0]
+    assert error["extensions"] == {"code": "COST_LIMIT", "cost": 2**53 - 1, "limit": settings.graphql_max_cost}
+    assert f"more than {2**53 - 1} objects" in error["message"]
+
+
 async def test_one_query_text_is_costed_by_each_requests_page_sizes(client, engine, settings):
     """The same query text (one cached document) with a small, a huge and again a small page
     size: each request is judged by its own variables, not by the cost remembered for another."""
