@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -61,12 +62,28 @@ def _same(expected: list[Any], got: list[Any]) -> None:
     assert [tuple(map(type, row)) for row in got] == [tuple(map(type, row)) for row in expected]
 
 
-async def _learner(conn: AsyncConnection, manifest: Manifest) -> tuple[UUID, UUID, str]:
+async def _learner(conn: AsyncConnection, manifest: Manifest, index: int = 0) -> tuple[UUID, UUID, str]:
+    """Learner ``index`` of the generated ones: the tests that write to a learner's log each have
+    their own (0: the "alone" test, 1: the API test, 2: the append test, which rolls back)."""
     provider_id = UUID(manifest.providers[0].provider_id)
-    pseudonym = manifest.sample_learners[0]
+    pseudonym = manifest.sample_learners[index]
     learner_id = (await conn.execute(select(LearnerPseudonym.learner_id).where(
         LearnerPseudonym.provider_id == provider_id, LearnerPseudonym.pseudonym == pseudonym))).scalar_one()
     return learner_id, provider_id, pseudonym
+
+
+# The log's conditional append of one event (hub.grants.log), for a head seen at ``expected_seq``.
+_EVENT_NAMES = ("at", "learner_id", "provider_id", "client_id", "token_id", "section", "action", "outcome", "reason",
+                "grant_id", "purpose", "entry_count", "seq", "prev_hash", "hash")
+APPEND = _extend_statement_postgres(_EVENT_NAMES)
+
+
+def _append(manifest: Manifest, learner_id: UUID, provider_id: UUID, seq: int, *, expected_seq: int) -> dict[str, Any]:
+    event = {"at": AS_OF, "learner_id": learner_id, "provider_id": provider_id, "client_id": manifest.providers[0].client_id,
+             "token_id": None, "section": "badges", "action": "read", "outcome": "allowed", "reason": None,
+             "grant_id": None, "purpose": None, "entry_count": 1, "seq": seq, "prev_hash": "0" * 64, "hash": f"{seq}" * 64}
+    return {"learner_id": learner_id, "seq": seq, "hash": event["hash"], "expected_seq": expected_seq,
+            **{f"e{i}": [event[name]] for i, name in enumerate(_EVENT_NAMES)}}
 
 
 def _page_cases(learner_id: UUID, provider_id: UUID, newest: datetime, newest_id: UUID) -> list[tuple[str, Any, dict]]:
@@ -109,18 +126,11 @@ async def test_the_log_extension_moves_the_head_once(pg) -> None:  # type: ignor
     answers 0 for a head seen at the wrong position, writing nothing."""
     engine, manifest = pg
     async with engine.connect() as conn:
-        learner_id, provider_id, _ = await _learner(conn, manifest)
+        learner_id, provider_id, _ = await _learner(conn, manifest, 2)
         await conn.execute(LearnerLogHead.__table__.insert().values(learner_id=learner_id, seq=0, hash="0" * 64))
-        event_row = {"at": AS_OF, "learner_id": learner_id, "provider_id": provider_id,
-                     "client_id": manifest.providers[0].client_id, "token_id": None,
-                     "section": "badges", "action": "read", "outcome": "allowed", "reason": None, "grant_id": None,
-                     "purpose": None, "entry_count": 1, "seq": 1, "prev_hash": "0" * 64, "hash": "1" * 64}
-        names = tuple(event_row)
-        statement = _extend_statement_postgres(names)
-        params = {"learner_id": learner_id, "seq": 1, "hash": "1" * 64,
-                  **{f"e{i}": [event_row[n]] for i, n in enumerate(names)}}
-        [stale] = await fetch_plain_rows(conn, statement, {**params, "expected_seq": 5})
-        [moved] = await fetch_plain_rows(conn, statement, {**params, "expected_seq": 0})
+        append = partial(_append, manifest, learner_id, provider_id, 1)
+        [stale] = await fetch_plain_rows(conn, APPEND, append(expected_seq=5))
+        [moved] = await fetch_plain_rows(conn, APPEND, append(expected_seq=0))
         assert (stale.moved, moved.moved) == (0, 1)
         head = (await conn.execute(select(LearnerLogHead.seq, LearnerLogHead.hash).where(
             LearnerLogHead.learner_id == learner_id))).one()
@@ -166,33 +176,26 @@ async def test_a_statement_alone_runs_on_its_own_only_while_no_transaction_is_op
     and inside the open transaction otherwise (a rollback takes it back)."""
     engine, manifest = pg
     async with engine.connect() as conn:
-        learner_id, provider_id, _ = await _learner(conn, manifest)
+        learner_id, provider_id, _ = await _learner(conn, manifest, 0)
         await conn.execute(LearnerLogHead.__table__.insert().values(learner_id=learner_id, seq=0, hash="0" * 64))
         await conn.commit()
-    names = ("at", "learner_id", "provider_id", "client_id", "token_id", "section", "action", "outcome", "reason",
-             "grant_id", "purpose", "entry_count", "seq", "prev_hash", "hash")
 
     def append(seq: int) -> dict[str, Any]:
-        row = {"at": AS_OF, "learner_id": learner_id, "provider_id": provider_id, "client_id": manifest.providers[0].client_id,
-               "token_id": None, "section": "badges", "action": "read", "outcome": "allowed", "reason": None,
-               "grant_id": None, "purpose": None, "entry_count": 1, "seq": seq, "prev_hash": "0" * 64, "hash": f"{seq}" * 64}
-        return {"learner_id": learner_id, "seq": seq, "hash": row["hash"], "expected_seq": seq - 1,
-                **{f"e{i}": [row[n]] for i, n in enumerate(names)}}
+        return _append(manifest, learner_id, provider_id, seq, expected_seq=seq - 1)
 
     async def seen_elsewhere() -> int:
         async with engine.connect() as other:
             return (await other.execute(select(LearnerLogHead.seq).where(LearnerLogHead.learner_id == learner_id))).scalar_one()
 
-    statement = _extend_statement_postgres(names)
     async with engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
-        [moved] = await fetch_plain_rows(conn, statement, append(1), alone=True)
+        [moved] = await fetch_plain_rows(conn, APPEND, append(1), alone=True)
         assert moved.moved == 1 and not driver.is_in_transaction()
         assert await seen_elsewhere() == 1  # committed, with this connection's "transaction" never ended
         await conn.rollback()
         assert await seen_elsewhere() == 1
         await conn.execute(text("SELECT 1"))  # a transaction is open now
-        [moved] = await fetch_plain_rows(conn, statement, append(2), alone=True)
+        [moved] = await fetch_plain_rows(conn, APPEND, append(2), alone=True)
         assert moved.moved == 1 and driver.is_in_transaction()
         await conn.rollback()
     assert await seen_elsewhere() == 1
