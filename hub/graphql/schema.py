@@ -427,7 +427,9 @@ class Query:
             try:
                 after_at = datetime.fromisoformat(after)
             except ValueError:
-                raise bad_input("the cursor is not one this API returned", argument="after") from None
+                after_at = None
+            if after_at is None or after_at.tzinfo is None:  # every cursor this API gives has its offset
+                raise bad_input("the cursor is not one this API returned", argument="after")
         ctx = info.context
         async with ctx.db() as session:
             rows, has_next = await request_service.provider_requests(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -450,3 +451,30 @@ async def test_skills_filter_by_key_and_page_size(client, setup):
     assert [n["sourceId"] for n in learner["filtered"]["nodes"]] == ["skill-Curiosity-0"]
     assert len(learner["everything"]["nodes"]) == 3
     assert len(learner["one"]["nodes"]) == 1 and learner["one"]["pageInfo"]["hasNextPage"] is True
+
+
+def _forged(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("section", ["badges", "skills", "activities"])
+async def test_a_forged_cursor_is_bad_input_not_an_internal_error(client, setup, section):
+    """Cursors are opaque, but a client can forge one: an id beyond BIGINT (the database refused it,
+    which the hub answered as an internal error) or a time without an offset is refused as bad input."""
+    _, _, token = setup
+    query = f"query($id: ID!, $after: String) {{ learner(id: $id) {{ {section}(first: 5, after: $after) {{ nodes {{ id }} }} }} }}"
+    good = _forged(f"2026-01-01T00:00:00+00:00|{2**63 - 1}")
+    assert "errors" not in (await gql(client, token, query, {"id": lid(setup), "after": good})).json()
+    for forged in (f"2026-01-01T00:00:00+00:00|{2**63}", f"2026-01-01T00:00:00+00:00|{-(2**63) - 1}",
+                   "2026-01-01T00:00:00|5"):
+        body = (await gql(client, token, query, {"id": lid(setup), "after": _forged(forged)})).json()
+        assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}, (forged, body)
+
+
+async def test_an_access_request_cursor_without_an_offset_is_bad_input(client, setup):
+    _, _, token = setup
+    query = "query($after: String) { accessRequests(after: $after) { nodes { status } } }"
+    assert "errors" not in (await gql(client, token, query, {"after": "2026-01-01T00:00:00+00:00"})).json()
+    for forged in ("2026-01-01T00:00:00", "2026-01-01", "soon"):
+        body = (await gql(client, token, query, {"after": forged})).json()
+        assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}, (forged, body)
