@@ -438,14 +438,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         at = datetime.fromisoformat(at_text)
         if at.tzinfo is None:
             raise ValueError
-        return at, _entry_id(id_text)
+        return at, _bigint(id_text)
     except (ValueError, UnicodeDecodeError):
         raise InvalidCursor("the cursor is not one this API returned") from None
 
 
-def _entry_id(text: str) -> int:
-    """An id as cursors carry it: a BIGINT, so that a forged one is refused here, not by the
-    database (an error the request could not explain)."""
+def _bigint(text: str) -> int:
+    """A number as cursors carry it (entry ids, feed positions): a BIGINT, so that a forged one is
+    refused here, not by the database (an error the request could not explain)."""
     value = int(text)
     if not -(2**63) <= value < 2**63:
         raise ValueError(text)
@@ -799,7 +799,7 @@ class FeedPosition:
             tag, txid, change_id = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode().split("|")
             if tag != "feed":
                 raise ValueError
-            return cls(_entry_id(txid), _entry_id(change_id))
+            return cls(_bigint(txid), _bigint(change_id))
         except (ValueError, UnicodeDecodeError):
             raise InvalidCursor("the cursor is not one this API returned") from None
 
