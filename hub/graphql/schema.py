@@ -141,9 +141,9 @@ async def _page(
         raise _unreadable(learner_id, section, exc) from None
     info.context.access.disclosed(learner_id, section, Action.READ, len(page.entries))
     nodes = [to_node(row) for row in page.entries]
-    edges = [
-        types.Edge(cursor=record_service.encode_cursor(getattr(row, record_service.ORDER_ATTRIBUTE[section]), row.id), node=node)
-        for row, node in zip(page.entries, nodes, strict=True)
+    at_key = record_service.ORDER_ATTRIBUTE[section]
+    edges: list[types.Edge[N]] = [
+        types.EntryEdge(node, getattr(row, at_key), row.id) for row, node in zip(page.entries, nodes, strict=True)
     ]
 
     async def count() -> int | None:

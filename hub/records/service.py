@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -427,19 +428,31 @@ _ORDER_COLUMN = {
 ORDER_ATTRIBUTE = {section: column.key for section, column in _ORDER_COLUMN.items()}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_EPOCH_MICROSECONDS = re.compile(r"-?[0-9]{1,20}")
+
+
 def encode_cursor(at: datetime, entry_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{entry_id}".encode()).decode().rstrip("=")
+    """An opaque keyset cursor: the entry's time as UTC microseconds since the epoch (exact: both
+    databases keep microseconds) and its id. Microseconds, not ISO 8601 text, because a profile
+    read encodes 50 of these and ``isoformat`` was most of their cost."""
+    return base64.urlsafe_b64encode(f"{(at - _EPOCH) // _MICROSECOND}|{entry_id}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at_text, _, id_text = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
-        at = datetime.fromisoformat(at_text)
-        if at.tzinfo is None:
-            raise ValueError
+        if _EPOCH_MICROSECONDS.fullmatch(at_text):
+            at = _EPOCH + _MICROSECOND * int(at_text)
+        else:
+            # Cursors handed out before they carried microseconds: a client may still hold one.
+            at = datetime.fromisoformat(at_text)
+            if at.tzinfo is None:
+                raise ValueError
         return at, _bigint(id_text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, OverflowError):
         raise InvalidCursor("the cursor is not one this API returned") from None
 
 
@@ -715,8 +728,6 @@ async def skills_summary(
 
 def _aware(value: datetime) -> datetime:
     # A raw subquery column bypasses UTCDateTime on SQLite: restore the UTC offset.
-    from datetime import UTC
-
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -167,6 +167,29 @@ async def test_activity_pagination_and_filters(client, engine, setup):
     assert [n["sourceId"] for n in body["data"]["learner"]["activities"]["nodes"]] == ["act-7", "act-5"]
 
 
+async def test_every_edge_cursor_resumes_after_its_entry_and_older_iso_cursors_still_do(client, setup):
+    """Cursors carry the entry's time in epoch microseconds: exact to the microsecond, ties broken by
+    id, before 1970 too. Cursors handed out earlier (ISO 8601 time) keep working."""
+    _, _, token = setup
+    tie = "2026-03-01T00:00:00.000001+00:00"
+    items = [activity(0, timestamp=tie), activity(1, timestamp=tie),
+             activity(2, timestamp="1969-12-31T23:59:59.999999+00:00"),
+             activity(3, timestamp="2026-03-01T00:00:00.000002+00:00")]
+    assert "errors" not in (await gql(client, token, RECORD_ACTIVITIES, {"learner": lid(setup), "items": items})).json()
+    query = """query($id: ID!, $after: String) { learner(id: $id) { activities(first: 10, after: $after) {
+      edges { cursor node { id sourceId timestamp } } pageInfo { endCursor } } } }"""
+    page = (await gql(client, token, query, {"id": lid(setup)})).json()["data"]["learner"]["activities"]
+    order = [edge["node"]["sourceId"] for edge in page["edges"]]
+    assert order == ["act-3", "act-1", "act-0", "act-2"]
+    assert page["pageInfo"]["endCursor"] == page["edges"][-1]["cursor"]
+    for position, edge in enumerate(page["edges"]):
+        node = edge["node"]
+        iso_cursor = _forged(f"{node['timestamp']}|{node['id']}")
+        for cursor in (edge["cursor"], iso_cursor):
+            rest = (await gql(client, token, query, {"id": lid(setup), "after": cursor})).json()["data"]["learner"]["activities"]
+            assert [e["node"]["sourceId"] for e in rest["edges"]] == order[position + 1:], (node, cursor)
+
+
 async def test_activity_result_round_trips(client, engine, setup):
     family, _, token = setup
     item = activity(1, result={"score": {"scaled": 0.8, "raw": 8, "min": 0, "max": 10}, "success": True,
@@ -465,8 +488,10 @@ async def test_a_forged_cursor_is_bad_input_not_an_internal_error(client, setup,
     query = f"query($id: ID!, $after: String) {{ learner(id: $id) {{ {section}(first: 5, after: $after) {{ nodes {{ id }} }} }} }}"
     good = _forged(f"2026-01-01T00:00:00+00:00|{2**63 - 1}")
     assert "errors" not in (await gql(client, token, query, {"id": lid(setup), "after": good})).json()
+    assert "errors" not in (await gql(client, token, query, {"id": lid(setup), "after": _forged("1767225600000000|5")})).json()
+    # Times beyond what a datetime holds, in microseconds, are as forged as an id beyond BIGINT.
     for forged in (f"2026-01-01T00:00:00+00:00|{2**63}", f"2026-01-01T00:00:00+00:00|{-(2**63) - 1}",
-                   "2026-01-01T00:00:00|5"):
+                   "2026-01-01T00:00:00|5", f"{10**19}|5", f"-{10**19}|5", "1767225600000000.5|5"):
         body = (await gql(client, token, query, {"id": lid(setup), "after": _forged(forged)})).json()
         assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}, (forged, body)
 
