@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent.audit import GENESIS, ChainProblem, chain_hash, verify_chain
-from hub.db import sqlite_insert_rows, unnest_params, unnest_select
+from hub.db import session_connection, sqlite_insert_rows, unnest_params, unnest_select
 from hub.direct_rows import fetch_plain_rows
 from hub.grants.models import DisclosureEvent, LearnerLogHead
 from hub.people.models import Learner
@@ -148,7 +148,7 @@ async def _extend_if_unmoved(session: AsyncSession, rows: list[dict[str, Any]], 
     # Every provider request runs this: the statement is built once (building and cache-keying
     # it, and Core's executemany of the events, were ~40 % of the log's CPU on SQLite), and the
     # events go in through the driver's executemany, bound as Core binds them.
-    connection = await session.connection()
+    connection = await session_connection(session)
     moved = await connection.execute(_move_head_statement(), {
         "head_learner_id": new_head["learner_id"], "expected_seq": expected_seq,
         "new_seq": new_head["seq"], "new_hash": new_head["hash"],
@@ -179,7 +179,7 @@ async def _extend_if_unmoved_postgres(session: AsyncSession, rows: list[dict[str
     # One statement, atomic on its own: a request with no transaction open (it only read) appends
     # and commits its log entries in this one round trip (hub.direct_rows); the learner's FOR KEY
     # SHARE then lasts as long as it must, to the append's commit.
-    [result] = await fetch_plain_rows(await session.connection(), statement,
+    [result] = await fetch_plain_rows(await session_connection(session), statement,
                                       {**new_head, "expected_seq": expected_seq, **unnest_params(rows, names, "e")},
                                       alone=True)
     return result.moved == 1

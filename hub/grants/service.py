@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import Action, GrantView, get_section
 from consent.sections import check_action
 from consent.pseudonyms import looks_like_pairwise_id, pairwise_id
+from hub.db import session_connection
 from hub.direct_rows import fetch_plain_rows
 import hub.models  # noqa: F401  (every table before _RESOLVE is built: see _resolve_statement)
 from hub.grants.models import ConsentGrant, LearnerLogHead, LearnerPseudonym
@@ -82,7 +83,7 @@ async def resolve_learner(
     statement = _RESOLVE_HOLDING if hold and session.get_bind().dialect.name == "postgresql" else _RESOLVE
     # Holding locks the learner until the request commits, so that statement needs the
     # transaction; the plain one is a read that may run on its own (hub.direct_rows).
-    rows = await fetch_plain_rows(await session.connection(), statement, {"provider_id": provider_id, "pseudonym": pseudonym},
+    rows = await fetch_plain_rows(await session_connection(session), statement, {"provider_id": provider_id, "pseudonym": pseudonym},
                                   alone=statement is _RESOLVE)
     if not rows:
         return None

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import hub.models  # noqa: F401  (every table before _TOKEN_ROW is built: see hub.grants.service)
+from hub.db import session_connection
 from hub.direct_rows import fetch_plain_rows
 from hub.oauth.keys import ALGORITHM, SigningKeys
 from hub.oauth.models import IssuedToken
@@ -156,7 +157,7 @@ async def authenticate(session: AsyncSession, authorization: str | None, tokens:
     # The token row makes revocation and client disabling take effect before `exp`. Every API
     # request pays it: a statement built once, plain rows, and a read that may run on its own
     # (hub.direct_rows), so it opens no transaction for the request.
-    [row] = await fetch_plain_rows(await session.connection(), _TOKEN_ROW, {"jti": str(claims["jti"])}, alone=True) or [None]
+    [row] = await fetch_plain_rows(await session_connection(session), _TOKEN_ROW, {"jti": str(claims["jti"])}, alone=True) or [None]
     if row is None or row.revoked_at is not None or row.client_id != claims["client_id"]:
         raise BearerError(401, "invalid_token", "the access token is invalid or expired")
     scopes = frozenset(row.scope.split())

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import Allowed, get_section
 from schemas import records as record_schemas
-from hub.db import plain_rows, sqlite_insert_rows, unnest_params, unnest_select
+from hub.db import plain_rows, session_connection, sqlite_insert_rows, unnest_params, unnest_select
 from hub.direct_rows import fetch_plain_rows
 from hub.grants.log import LearnersErased, hold_learners
 from hub.records.crypto import DataKey, FieldContext, UnreadableData
@@ -299,7 +299,7 @@ async def contribute_entries(
             await session.execute(insert(model), inserts)
         elif sqlite:
             # The driver's executemany, values bound column-wise (hub.db.sqlite_insert_rows).
-            await sqlite_insert_rows(await session.connection(), model.__table__, inserts, BATCH_CONSTANTS)
+            await sqlite_insert_rows(await session_connection(session), model.__table__, inserts, BATCH_CONSTANTS)
         else:
             # A Core INSERT on the table (not the ORM entity): the driver's executemany with one
             # small prepared statement. The ORM-enabled form rendered one INSERT with 1,000 VALUES
@@ -490,7 +490,7 @@ async def _core_rows(session: AsyncSession, query: Any, params: dict[str, Any] |
     (BENCHMARKS.md). The connection does not autoflush: pending disclosure-log rows are written
     at commit, not before a read.
     """
-    connection = await session.connection()
+    connection = await session_connection(session)
     return plain_rows(await connection.execute(query, params))
 
 
@@ -581,7 +581,7 @@ def _union_page_select(spec: PageQuery, learners: int):  # type: ignore[no-untyp
 async def _single_page(session: AsyncSession, spec: PageQuery, learner_id: UUID, data_keys: DataKeys | None) -> Page:
     # The statement is kept per shape, so it can take the direct path (hub.direct_rows); a read,
     # it may run on its own where no transaction is open (then nothing uncommitted is there to see).
-    rows = await fetch_plain_rows(await session.connection(), _single_page_select(spec),
+    rows = await fetch_plain_rows(await session_connection(session), _single_page_select(spec),
                                   {**_page_params(spec), "learner_id": learner_id}, alone=True)
     return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
                            data_keys=data_keys)
