@@ -26,6 +26,7 @@ import asyncio
 import errno
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -98,7 +99,24 @@ class _Worker(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
+            self._watch_supervisor()
             self._ready.set()
+
+    def _watch_supervisor(self) -> None:
+        """Stop, as on SIGTERM, once the supervisor is gone: killed (SIGKILL, the OOM killer), it
+        cannot stop its workers, which would go on serving with no one to restart or stop them.
+        ``multiprocessing``'s parent sentinel becomes readable when the supervisor's process ends."""
+        parent = multiprocessing.parent_process()
+        if parent is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def supervisor_gone() -> None:
+            loop.remove_reader(parent.sentinel)
+            log.warning("the supervisor (pid %s) is gone; worker %d stops", parent.pid, os.getpid())
+            self.should_exit = True
+
+        loop.add_reader(parent.sentinel, supervisor_gone)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn's shutdown closes at once every connection that has not sent a complete request

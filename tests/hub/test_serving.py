@@ -1,6 +1,6 @@
 """``kinfolio serve --workers N`` (hub/serving.py): connections spread over the workers, a dead
-worker is replaced, SIGHUP swaps every worker without failing a request, a busy port and a
-worker that cannot start stop the server with a reason."""
+worker is replaced, SIGHUP swaps every worker without failing a request, workers stop when the
+supervisor is killed, a busy port and a worker that cannot start stop the server with a reason."""
 
 from __future__ import annotations
 
@@ -85,8 +85,9 @@ def two_workers(database_url, signing_key_pem, tmp_path, engine) -> Iterator[tup
             time.sleep(0.2)
         yield process, port
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=40) == 0
+        if process.poll() is None:  # (a test may have killed it)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=40) == 0
 
 
 def _listening_workers(supervisor: int, port: int) -> set[int]:
@@ -185,6 +186,35 @@ def test_sighup_restarts_every_worker_without_refusing_a_connection(two_workers)
     assert failures == [] and set(answers) == {200}, (failures[:3], len(failures), len(answers))
     assert len(answers) > 50
     assert not before & _listening_workers(process.pid, port)
+
+
+def test_workers_stop_when_the_supervisor_is_killed(two_workers) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL (or the OOM killer) gives the supervisor no chance to stop its workers: they notice
+    it is gone, finish, and free the port, instead of serving on with no one to restart them."""
+    process, port = two_workers
+    workers = _listening_workers(process.pid, port)
+    assert len(workers) == 2
+    process.kill()
+    process.wait(timeout=10)
+    try:
+        deadline = time.monotonic() + 30
+        while any(_state(worker) not in ("Z", "gone") for worker in workers):
+            assert time.monotonic() < deadline, f"workers still running: {workers}"
+            time.sleep(0.1)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        for worker in workers:  # none are left behind, whatever the outcome
+            if _state(worker) not in ("Z", "gone"):
+                os.kill(worker, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (proc(5)): "Z" for one that has exited and awaits its parent's wait."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
 
 
 @pytest.mark.parametrize("reuse_port", [False, True])
