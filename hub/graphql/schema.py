@@ -13,11 +13,12 @@ import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
 import dateutil.parser
+import orjson
 import strawberry
 from graphql import GraphQLError, OperationDefinitionNode
 from pydantic import TypeAdapter, ValidationError
@@ -933,7 +934,16 @@ def _parse_datetime(value: str) -> datetime:
     return dateutil.parser.isoparse(value)
 
 
-_DATETIME = dataclasses.replace(DateTimeDefinition, parse_value=wrap_parser(_parse_datetime, "DateTime"))
+def _datetime_text(value: datetime) -> str:
+    """``DateTime`` output: exactly what Strawberry's ``isoformat`` gives, formatted by orjson's C
+    code for the UTC datetimes the databases return (~0.5 µs against ~1 µs; a profile read has 90)."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        return orjson.dumps(value)[1:-1].decode()
+    return value.isoformat()
+
+
+_DATETIME = dataclasses.replace(DateTimeDefinition, parse_value=wrap_parser(_parse_datetime, "DateTime"),
+                                serialize=_datetime_text)
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
@@ -137,6 +139,13 @@ def test_datetime_input_parses_exactly_as_strawberry_did(value: str) -> None:
 
     ours, theirs = _parse_datetime(value), dateutil.parser.isoparse(value)
     assert ours == theirs and ours.utcoffset() == theirs.utcoffset()
+
+
+@given(st.datetimes(timezones=st.just(UTC) | st.timezones() | st.none()))
+def test_datetime_output_is_exactly_what_strawberry_gave(value: datetime) -> None:
+    from hub.graphql.schema import _datetime_text
+
+    assert _datetime_text(value) == value.isoformat()
 
 
 async def test_keyset_pages_walk_equal_timestamps_without_gaps_or_repeats(engine, client) -> None:
