@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from bench import suite
 from bench.watermark import remove_rows_after, watermark
-from bench.http import closed_loop, get_token, graphql_body, post_graphql
+from bench.http import closed_loop, get_token, graphql_body, post_graphql, run
 from bench.servers import HOST, hub_server, server_env
 from hub import migrate
 from hub.db import make_engine
@@ -280,4 +280,4 @@ async def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1:])))
+    sys.exit(run(main(sys.argv[1:])))

@@ -19,14 +19,13 @@ speed drifts by ±30 % within minutes, so only the ratio of interleaved rounds c
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import uuid
 from pathlib import Path
 
 from bench import suite
 from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
-from bench.http import closed_loop, get_token, graphql_body, post_graphql
+from bench.http import closed_loop, get_token, graphql_body, post_graphql, run
 from bench.servers import HOST, hub_server, process_cpu_seconds, server_env
 from bench.watermark import remove_rows_after, watermark
 from hub.db import make_engine
@@ -123,4 +122,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -14,7 +14,6 @@ worker counts; medians are printed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import resource
 import statistics
@@ -23,7 +22,7 @@ import time
 
 from bench import suite
 from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
-from bench.http import closed_loop, get_token, graphql_body, post_graphql
+from bench.http import closed_loop, get_token, graphql_body, post_graphql, run
 from bench.servers import HOST, cpu_seconds, hub_server, process_cpu_seconds, server_env
 from hub.generate import Manifest
 
@@ -95,4 +94,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

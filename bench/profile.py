@@ -11,7 +11,6 @@ Uses the database and manifest a previous ``make bench`` generated under data/be
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import statistics
 import time
@@ -22,7 +21,7 @@ import httpx
 
 from bench import suite
 from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
-from bench.http import graphql_body
+from bench.http import graphql_body, run
 from bench.watermark import remove_rows_after, watermark
 from hub.app import create_app
 from hub.config import Settings
@@ -196,4 +195,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import suite
 from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
-from bench.http import closed_loop, get_token, graphql_body, post_graphql
+from bench.http import closed_loop, get_token, graphql_body, post_graphql, run
 from bench.servers import HOST, hub_server, server_env
 from bench.watermark import remove_rows_after, watermark
 from hub.db import make_engine
@@ -115,4 +115,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())
