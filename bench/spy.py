@@ -78,7 +78,7 @@ async def main() -> None:
     start = await watermark(cleanup)
     raw = Path(tempfile.mkdtemp()) / "spy.txt"
     try:
-        async with hub_server(PORT, env) as server:
+        async with hub_server(PORT, env, log=work / "server-spy.log") as server:
             provider = manifest.providers[0]
             token = await get_token(HOST, PORT, provider.client_id, provider.client_secret)
             if args.what == "ingest":

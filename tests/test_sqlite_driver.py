@@ -89,3 +89,56 @@ async def test_a_writer_gives_up_with_database_is_locked_after_the_busy_timeout(
         holder.close()
     finally:
         await engine.dispose()
+
+
+async def test_writers_of_this_process_take_the_write_lock_in_arrival_order(tmp_path) -> None:
+    """A writer that has waited long is not overtaken by writers that arrive after it. (Each on its
+    own backoff, the first waiter slept 20 ms between attempts while newcomers tried every
+    millisecond: under 8 clients a request could wait past the busy timeout and fail.)"""
+    engine = make_engine(_url(tmp_path))
+    order: list[str] = []
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (name TEXT)"))
+        holder = await engine.connect()
+        await holder.begin()  # BEGIN IMMEDIATE: holds the write lock
+        await holder.execute(text("INSERT INTO t VALUES ('holder')"))
+
+        async def writer(name: str) -> None:
+            async with engine.begin() as conn:
+                order.append(name)
+                await conn.execute(text("INSERT INTO t VALUES (:name)"), {"name": name})
+
+        first = asyncio.create_task(writer("first"))
+        await asyncio.sleep(0.3)  # long enough for the first waiter's backoff to reach its longest
+        later = [asyncio.create_task(writer(f"later {i}")) for i in range(3)]
+        await asyncio.sleep(0.05)
+        assert order == []
+        await holder.commit()
+        await holder.close()
+        await asyncio.wait_for(asyncio.gather(first, *later), 5)
+        assert order[0] == "first", order
+        assert sorted(order[1:]) == ["later 0", "later 1", "later 2"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_queued_writer_gives_up_after_the_busy_timeout_and_the_queue_moves_on(tmp_path) -> None:
+    path = tmp_path / "driver.db"
+    sqlite3.connect(path).execute("PRAGMA journal_mode=WAL").close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's writer, as far as the queue knows
+    connections = [await sqlite_driver.connector(str(path), busy_timeout_ms=300)() for _ in range(3)]
+    try:
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(c.cursor().execute("BEGIN IMMEDIATE") for c in connections),
+                                        return_exceptions=True)
+        assert all(isinstance(o, sqlite3.OperationalError) and "locked" in str(o) for o in outcomes), outcomes
+        assert time.monotonic() - started < 3  # each waited its own timeout, not one after another's
+        holder.rollback()
+        await connections[0].cursor().execute("BEGIN IMMEDIATE")  # the queue is free again
+        await connections[0].rollback()
+    finally:
+        for connection in connections:
+            await connection.close()
+        holder.close()
