@@ -126,6 +126,15 @@ def bench_database(database: str, pg_url: str, work: Path) -> tuple[str, Path]:
     return pg_url, work / f"{make_url(pg_url).database}.manifest.json"
 
 
+def generated_data(database: str, pg_url: str, work: Path) -> tuple[str, Manifest]:
+    """The URL and manifest of the data a previous ``make bench`` generated, for the tools that
+    measure on it; exits saying how to generate it when there is none."""
+    url, manifest_path = bench_database(database, pg_url, work)
+    if not manifest_path.exists():
+        raise SystemExit(f"no benchmark data at {manifest_path}: run `make bench` (or python -m bench --only read) first")
+    return url, Manifest.from_json(manifest_path.read_text())
+
+
 async def prepare(database: str, args: argparse.Namespace, work: Path) -> tuple[str, Manifest]:
     plan = Plan(learners=args.learners, activities_per_learner=args.activities_per_learner, seed=args.seed,
                 heavy_learner_activities=args.heavy_learner_activities, light_learner_activities=100 if args.heavy_learner_activities else 0)

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 from bench import suite
-from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, bench_database
+from bench.__main__ import PSEUDONYM_KEY_HEX, ROOT, generated_data
 from bench.http import closed_loop, get_token, graphql_body, post_graphql, run
 from bench.servers import HOST, hub_server, process_cpu_seconds, server_env
 from bench.watermark import remove_rows_after, watermark
@@ -86,10 +86,7 @@ async def main() -> None:
     p.add_argument("--clients", type=int, default=1, help="concurrent clients")
     args = p.parse_args()
     work = ROOT / "data" / "bench"
-    url, manifest_path = bench_database(args.database, args.pg_url, work)
-    if not manifest_path.exists():
-        raise SystemExit(f"no benchmark data at {manifest_path}: run `make bench` (or python -m bench --only read) first")
-    manifest = Manifest.from_json(manifest_path.read_text())
+    url, manifest = generated_data(args.database, args.pg_url, work)
     checkouts = {"this": ROOT, "base": args.base.resolve()}
     figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in checkouts}
     engine = make_engine(url)
