@@ -17,6 +17,17 @@ def _url(tmp_path) -> str:  # type: ignore[no-untyped-def]
     return f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}"
 
 
+async def _holding_the_write_lock(engine, create: str, insert: str):  # type: ignore[no-untyped-def]
+    """Table ``create``d, then a connection whose open transaction has run ``insert``: it holds
+    SQLite's write lock (every transaction begins with BEGIN IMMEDIATE) until it commits."""
+    async with engine.begin() as conn:
+        await conn.execute(text(create))
+    holder = await engine.connect()
+    await holder.begin()
+    await holder.execute(text(insert))
+    return holder
+
+
 async def test_engines_on_a_file_use_the_direct_driver(tmp_path) -> None:
     engine = make_engine(_url(tmp_path))
     try:
@@ -42,11 +53,7 @@ async def test_a_writer_waits_for_another_without_blocking_the_event_loop(tmp_pa
             await asyncio.sleep(0.005)
 
     try:
-        async with engine.begin() as conn:
-            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
-        first = await engine.connect()
-        await first.begin()  # BEGIN IMMEDIATE: holds the write lock
-        await first.execute(text("INSERT INTO t (id) VALUES (1)"))
+        first = await _holding_the_write_lock(engine, "CREATE TABLE t (id INTEGER PRIMARY KEY)", "INSERT INTO t (id) VALUES (1)")
         ticking = asyncio.create_task(ticker())
 
         async def second_writer() -> list[int]:
@@ -98,11 +105,7 @@ async def test_writers_of_this_process_take_the_write_lock_in_arrival_order(tmp_
     engine = make_engine(_url(tmp_path))
     order: list[str] = []
     try:
-        async with engine.begin() as conn:
-            await conn.execute(text("CREATE TABLE t (name TEXT)"))
-        holder = await engine.connect()
-        await holder.begin()  # BEGIN IMMEDIATE: holds the write lock
-        await holder.execute(text("INSERT INTO t VALUES ('holder')"))
+        holder = await _holding_the_write_lock(engine, "CREATE TABLE t (name TEXT)", "INSERT INTO t VALUES ('holder')")
 
         async def writer(name: str) -> None:
             async with engine.begin() as conn:
