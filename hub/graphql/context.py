@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 from uuid import UUID
 
@@ -26,53 +26,75 @@ from hub.records.service import Page, PageQuery, list_pages
 from hub.records.keys import DataKeys
 
 
+class SessionGate:
+    """A request's one AsyncSession, lent to one resolver at a time: sibling resolvers run
+    concurrently, and an AsyncSession must not be used by two at once."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[AsyncSession]:
+        async with self._lock:
+            yield self.session
+
+
 @dataclass
 class Context(BaseContext):
+    """A provider request's context.
+
+    Nothing it holds refers back to it (the loaders hold the ``SessionGate``, not the context): a
+    reference cycle through the context kept the request's whole object graph, rows included,
+    alive until the cyclic garbage collector found it, which then cost ~13 % of the server's CPU
+    (BENCHMARKS.md, fourteenth session). Without cycles, reference counting frees it all when
+    the request ends.
+    """
+
     settings: Settings
     token: TokenContext
     access: ProviderAccess
     # Learners' data keys for the sensitive sections, each unwrapped at most once per request.
     data_keys: DataKeys
     _session: AsyncSession
-    # Sibling resolvers run concurrently; one AsyncSession must not be used by two at once.
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    gate: SessionGate = field(init=False)
 
     def __post_init__(self) -> None:
         super().__init__()
+        self.gate = SessionGate(self._session)
 
-    @asynccontextmanager
-    async def db(self) -> AsyncIterator[AsyncSession]:
-        async with self._lock:
-            yield self._session
+    def db(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """``async with context.db() as session``: the request's session, to this resolver alone."""
+        return self.gate.db()
 
     @cached_property
     def pages(self) -> DataLoader[tuple[PageQuery, UUID], Page]:
         """Per-request loader: pages requested in the same tick are fetched one statement per shape."""
-
-        async def load(keys: list[tuple[PageQuery, UUID]]) -> list[Page]:
-            by_spec: dict[PageQuery, list[UUID]] = {}
-            for spec, learner_id in keys:
-                by_spec.setdefault(spec, []).append(learner_id)
-            found: dict[tuple[PageQuery, UUID], Page] = {}
-            async with self.db() as session:
-                for spec, learner_ids in by_spec.items():
-                    pages = await list_pages(session=session, spec=spec, learner_ids=list(dict.fromkeys(learner_ids)),
-                                             data_keys=self.data_keys)
-                    found.update({(spec, i): page for i, page in pages.items()})
-            return [found[key] for key in keys]
-
-        return DataLoader(load_fn=load)
+        return DataLoader(load_fn=partial(_load_pages, self.gate, self.data_keys))
 
     @cached_property
     def framework_items(self) -> DataLoader[tuple[str, str], ItemView | None]:
         """Per-request loader: every skill's CASE item on a page in one batch (no N+1)."""
         from hub.graphql.frameworks import item_loader
 
-        return item_loader(self)
+        return item_loader(self.gate)
 
     async def commit(self) -> None:
-        async with self._lock:
-            await self._session.commit()
+        async with self.gate.db() as session:
+            await session.commit()
+
+
+async def _load_pages(gate: SessionGate, data_keys: DataKeys, keys: list[tuple[PageQuery, UUID]]) -> list[Page]:
+    by_spec: dict[PageQuery, list[UUID]] = {}
+    for spec, learner_id in keys:
+        by_spec.setdefault(spec, []).append(learner_id)
+    found: dict[tuple[PageQuery, UUID], Page] = {}
+    async with gate.db() as session:
+        for spec, learner_ids in by_spec.items():
+            pages = await list_pages(session=session, spec=spec, learner_ids=list(dict.fromkeys(learner_ids)),
+                                     data_keys=data_keys)
+            found.update({(spec, i): page for i, page in pages.items()})
+    return [found[key] for key in keys]
 
 
 @asynccontextmanager

@@ -41,6 +41,7 @@ from graphql import (
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLResolveInfoHelpers,
     GraphQLScalarType,
     GraphQLSchema,
     GraphQLString,
@@ -110,6 +111,20 @@ def mark_plain_fields(schema: GraphQLSchema) -> int:
 
 
 class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    # graphql-core keeps ``GraphQLResolveInfoHelpers(gather=self.gather_async_work, ...)`` on the
+    # executor: bound methods of itself, a reference cycle through which the executor held the
+    # request's context, and with it every row the request read, until the cyclic garbage
+    # collector found them (~13 % of the server's CPU, BENCHMARKS.md, fourteenth session). Made on
+    # use instead, for the few resolver fields that get a GraphQLResolveInfo; the methods act on
+    # state that copies of the executor share, as the stored helpers did.
+    @property
+    def async_helpers(self) -> GraphQLResolveInfoHelpers:  # type: ignore[override]
+        return GraphQLResolveInfoHelpers(gather=self.gather_async_work, track=self.track_async_work)
+
+    @async_helpers.setter
+    def async_helpers(self, _helpers: GraphQLResolveInfoHelpers) -> None:
+        pass  # graphql-core's __init__ stores its helpers here: made on use instead (above)
+
     @classmethod
     def build(  # type: ignore[override]
         cls, schema: GraphQLSchema, document: Any, root_value: Any = None, context_value: Any = None,

@@ -19,7 +19,7 @@ from hub.graphql.errors import ErrorCode, api_error, bad_input
 if TYPE_CHECKING:
     from strawberry.types import Info
 
-    from hub.graphql.context import Context
+    from hub.graphql.context import Context, SessionGate
 
 MAX_PACKAGE_OBJECTS = 50_000
 
@@ -69,9 +69,9 @@ class FrameworkImportResult:
     invalid: list[FrameworkProblem]
 
 
-def item_loader(context: Context) -> DataLoader[tuple[str, str], service.ItemView | None]:
+def item_loader(gate: SessionGate) -> DataLoader[tuple[str, str], service.ItemView | None]:
     async def load(keys: list[tuple[str, str]]) -> list[service.ItemView | None]:
-        async with context.db() as session:
+        async with gate.db() as session:
             found = await service.find_items(session, list(dict.fromkeys(keys)))
         return [found.get(key) for key in keys]
 
