@@ -9,7 +9,7 @@ import re
 import httpx
 
 from bench.http import server_timing_ms
-from hub.app import create_app
+from hub.app import SERVER_GC_THRESHOLDS, create_app
 from hub.config import Settings
 from hub.db import make_engine
 from hub.sqlite_wal import checkpoint_in_background
@@ -18,20 +18,26 @@ from tests.conftest import ISSUER
 
 async def test_the_server_entry_point_freezes_its_startup_heap(settings, engine) -> None:  # type: ignore[no-untyped-def]
     assert gc.get_freeze_count() == 0
+    thresholds = gc.get_threshold()
     app = create_app(settings, engine, server_process=True)
     try:
         async with app.router.lifespan_context(app):
             # Startup objects are out of the cyclic collector's reach; a full collection no longer walks them.
             assert gc.get_freeze_count() > 0
+            # Requests make no cycles (test_request_garbage.py): young collections run less often.
+            assert gc.get_threshold() == SERVER_GC_THRESHOLDS != thresholds
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 async def test_apps_built_in_a_shared_process_do_not_freeze(settings, engine) -> None:  # type: ignore[no-untyped-def]
     # Tests and tools build many apps in one process: frozen, each would stay in memory for good.
+    thresholds = gc.get_threshold()
     app = create_app(settings, engine)
     async with app.router.lifespan_context(app):
         assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == thresholds
 
 
 
@@ -111,6 +117,7 @@ async def test_a_failed_checkpoint_is_logged_and_creates_nothing(tmp_path, caplo
 
 async def test_the_sqlite_server_process_checkpoints_while_it_runs(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "server.db"
+    thresholds = gc.get_threshold()
     app = create_app(settings.model_copy(update={"database_url": f"sqlite+aiosqlite:///{path}"}), server_process=True)
     try:
         async with app.router.lifespan_context(app):
@@ -123,3 +130,4 @@ async def test_the_sqlite_server_process_checkpoints_while_it_runs(settings, tmp
         # Shutdown stopped the checkpointer: the lifespan returned, nothing left running.
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
