@@ -54,14 +54,17 @@ def process_cpu_seconds(pid: int) -> float:
 
 @asynccontextmanager
 async def hub_server(port: int, env: dict[str, str], *, workers: int = 1, log: Path | None = None,
-                     cwd: Path | None = None) -> AsyncIterator[subprocess.Popen]:
-    """uvicorn serving the hub; ``cwd`` (default: ours) is the checkout whose code it imports.
+                     cwd: Path | None = None, command: list[str] | None = None) -> AsyncIterator[subprocess.Popen]:
+    """uvicorn serving the hub; ``cwd`` (default: ours) is the checkout whose code it imports;
+    ``command``: one worker started by this command instead (bench.gc_share).
 
     Several workers run as ``kinfolio serve --workers N`` does in production (hub/serving.py:
     one SO_REUSEPORT socket per worker); one worker is plain uvicorn, which is what that command
     runs for one worker and what older checkouts (bench.compare_commits) can run too.
     """
-    if workers == 1:
+    if command is not None:
+        cmd = command
+    elif workers == 1:
         cmd = [sys.executable, "-m", "uvicorn", "hub.asgi:app", "--host", HOST, "--port", str(port),
                "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
     else:

@@ -98,9 +98,10 @@ def freeze_startup_heap() -> None:
 
     A request's objects are freed by reference counting (it makes no cycles:
     tests/hub/test_request_garbage.py), so a young collection finds nothing to free, and only
-    walks, and ages, the objects of the requests in flight. At 700 that was ~1,900 collections
-    in 8 s of profile reads, 3.5 % of the server's CPU; at 10,000, 0.5 % (BENCHMARKS.md,
-    fourteenth session).
+    walks, and ages, the objects of the requests in flight. At 700 that was 662 collections per
+    1,000 profile reads, 5.5 % of the server's CPU with the older generations they fed; at
+    10,000, none (``python -m bench.gc_share``, BENCHMARKS.md, fourteenth session): the count
+    of young objects only grows with what outlives a request.
     """
     gc.collect()
     gc.freeze()
