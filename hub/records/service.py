@@ -11,7 +11,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import UTC, datetime, timedelta
@@ -19,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
-from sqlalchemy import BigInteger, ColumnElement, Integer, String, Uuid, any_, text, and_, literal, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
+from sqlalchemy import BigInteger, ColumnElement, Integer, String, Uuid, any_, text, and_, literal, literal_column, bindparam, column, delete, func, insert, or_, select, true, tuple_, union_all, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -499,11 +499,11 @@ _PAGE_FILTERS = ("data_from", "after", "since", "until", "verb_id", "skill_key",
 
 
 def _page_shape(spec: PageQuery) -> tuple[Any, ...]:
-    return (spec.section, spec.own_only, *(getattr(spec, name) is not None for name in _PAGE_FILTERS))
+    return (spec.section, spec.own_only, spec.first, *(getattr(spec, name) is not None for name in _PAGE_FILTERS))
 
 
 def _page_params(spec: PageQuery) -> dict[str, Any]:
-    params: dict[str, Any] = {"page_limit": spec.first + 1, "reader_provider_id": spec.reader_provider_id}
+    params: dict[str, Any] = {"reader_provider_id": spec.reader_provider_id}
     params.update({name: getattr(spec, name) for name in _PAGE_FILTERS if name != "after"})
     if spec.after is not None:
         params["cursor_at"], params["cursor_id"] = decode_cursor(spec.after)
@@ -513,8 +513,8 @@ def _page_params(spec: PageQuery) -> dict[str, Any]:
 def _page_select(spec: PageQuery, learner_id: Any):  # type: ignore[no-untyped-def]
     """The newest-first, keyset-paginated query of one learner's page (first + 1 rows).
 
-    Every value but ``learner_id`` (a UUID, a column or a bind parameter) is a named bind
-    parameter; execute with ``_page_params(spec)``. The statement depends only on the page's
+    Every value but ``learner_id`` (a UUID, a column or a bind parameter) and the page size is a
+    named bind parameter; execute with ``_page_params(spec)``. The statement depends only on the page's
     shape, so the single-learner case is built once per shape (``_single_page_select``).
     """
     model = SECTION_MODELS[spec.section]
@@ -546,20 +546,33 @@ def _page_select(spec: PageQuery, learner_id: Any):  # type: ignore[no-untyped-d
         query = query.where(SkillAssessment.skill_key == bindparam("skill_key"))
     if spec.kind is not None and model is SectionEntry:
         query = query.where(SectionEntry.kind == bindparam("kind"))
-    return query.order_by(at_col.desc(), model.id.desc()).limit(bindparam("page_limit", type_=Integer()))
+    # The LIMIT is written into the statement, not bound: with a bound LIMIT PostgreSQL's generic
+    # plan costs more than a custom one (it cannot know the limit), so it planned the prepared
+    # statement again on every execution, 0.13 ms of its CPU per 50-activity page; with the
+    # limit in the text the generic plan is as cheap, and is kept after five executions
+    # (BENCHMARKS.md, fourteenth session). ``first`` is a validated int (1..max_page_size).
+    return query.order_by(at_col.desc(), model.id.desc()).limit(literal_column(str(int(spec.first) + 1), Integer()))
 
 
+# Page statements kept per shape (section, filters, page size: a client choosing its own sizes
+# must not grow them without bound); emptied when full, as hub.direct_rows keeps its plans.
+_PAGE_STATEMENTS_KEPT = 512
 _single_page_cache: dict[tuple[Any, ...], Any] = {}
+
+
+def _kept(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    statement = cache.get(key)
+    if statement is None:
+        if len(cache) >= _PAGE_STATEMENTS_KEPT:
+            cache.clear()
+        statement = cache[key] = build()
+    return statement
 
 
 def _single_page_select(spec: PageQuery):  # type: ignore[no-untyped-def]
     """``_page_select`` for one learner (``learner_id`` parameter), built once per page shape:
     building and cache-keying the statement was ~9 % of a profile read's CPU (BENCHMARKS.md)."""
-    shape = _page_shape(spec)
-    statement = _single_page_cache.get(shape)
-    if statement is None:
-        statement = _single_page_cache[shape] = _page_select(spec, bindparam("learner_id", type_=Uuid()))
-    return statement
+    return _kept(_single_page_cache, _page_shape(spec), lambda: _page_select(spec, bindparam("learner_id", type_=Uuid())))
 
 
 _union_page_cache: dict[tuple[Any, ...], Any] = {}
@@ -570,12 +583,11 @@ def _union_page_select(spec: PageQuery, learners: int):  # type: ignore[no-untyp
     queries, with parameters ``learner_0``..: built once per shape and count. Built per request
     with the ids inside, it was ~70 % of a 100-learner fan-out's time on SQLite (statement
     construction and a compile no cache could hold; BENCHMARKS.md, seventh session)."""
-    key = (*_page_shape(spec), learners)
-    statement = _union_page_cache.get(key)
-    if statement is None:
+    def build() -> Any:
         branches = [select(_page_select(spec, bindparam(f"learner_{n}", type_=Uuid())).subquery().c) for n in range(learners)]
-        statement = _union_page_cache[key] = select(*union_all(*branches).subquery().c)
-    return statement
+        return select(*union_all(*branches).subquery().c)
+
+    return _kept(_union_page_cache, (*_page_shape(spec), learners), build)
 
 
 async def _single_page(session: AsyncSession, spec: PageQuery, learner_id: UUID, data_keys: DataKeys | None) -> Page:
