@@ -1,4 +1,4 @@
-"""A provider's request leaves no reference cycles behind: reference counting frees all it built.
+"""A provider's request, answered or refused, leaves no reference cycles: reference counting frees all it built.
 
 A cycle through the request's context (its page loader's closure) or through graphql-core's
 executor (its helpers are bound methods of itself) kept everything the request read alive until
@@ -67,4 +67,23 @@ async def test_a_profile_read_leaves_no_cycles(app, client, engine) -> None:  # 
 
     assert "errors" not in answer and len(answer["data"]["learner"]["activities"]["edges"]) == 5, answer
     assert len(answer["data"]["learner"]["skills"]["nodes"]) == 2 and len(answer["data"]["learner"]["badges"]["nodes"]) == 2
+    assert found == Counter(), f"objects freed only by the cyclic collector: {found.most_common(12)}"
+
+
+async def test_a_refused_read_leaves_no_cycles(app, client, engine) -> None:  # type: ignore[no-untyped-def]
+    # A refusal is a routine answer (a section the family did not grant). graphql-core keeps the
+    # resolver's exception in the error it reports, in the frame that caught it: a cycle through
+    # every frame the refusal passed, and what they held, until the schema released the tracebacks.
+    provider = await make_provider(engine, "Reader", ["activities:read", "badges:read"])
+    family = await make_family(engine)
+    await grant(engine, family, provider, "activities", Action.READ)
+    token = await get_token(client, provider)
+    learner = learner_id_for(family, provider)
+    query = "query($id: ID!) { learner(id: $id) { activities(first: 5) { nodes { id } } badges(first: 5) { nodes { id } } } }"
+    await gql(client, token, query, {"id": learner})
+
+    found, answer = await _garbage_of_one_request(client, token, query, learner)
+
+    assert answer["data"]["learner"] == {"activities": {"nodes": []}, "badges": None}, answer
+    assert [e["extensions"]["code"] for e in answer["errors"]] == ["CONSENT_REQUIRED"], answer
     assert found == Counter(), f"objects freed only by the cyclic collector: {found.most_common(12)}"
