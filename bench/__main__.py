@@ -192,9 +192,15 @@ async def bench_scaleout(t: suite.Target, url: str, work: Path, workers: list[in
     med = {w: suite._median(v) for w, v in rates.items()}
     ingest = {w: suite._median(v) for w, v in ingest_rates.items()}
     base, ingest_base = med[workers[0]], ingest[workers[0]]
+    # Target 2's throughput is for the hub on 2 cores, and a 2-core deployment runs one worker per
+    # core: the best worker count is the figure that counts (the read row's is 1 worker).
+    best = max(workers, key=lambda w: med[w])
+    met = (f"req/s {suite._yes(med[best] >= 500)} ({best} worker(s)) / "
+           f"size {suite._yes(t.manifest.activities >= 10_000_000)}")
     return [suite.Row("7 scale-out (profile read)", t.database,
                       ", ".join(f"{w} worker(s) {med[w]:,.0f} req/s" for w in workers),
-                      ", ".join(f"x{med[w] / base:.2f}" for w in workers), f"report (2 cores, {concurrency} clients)", "-",
+                      ", ".join(f"x{med[w] / base:.2f}" for w in workers),
+                      f"report (2 cores, {concurrency} clients); target 2: >= 500 req/s, >= 10M activities", met,
                       {"rates": {str(k): v for k, v in rates.items()}, "concurrency": concurrency}),
             suite.Row("7 scale-out (ingest)", t.database,
                       ", ".join(f"{w} worker(s) {ingest[w]:,.0f} activities/s" for w in workers),
@@ -234,7 +240,7 @@ async def run_database(database: str, args: argparse.Namespace, work: Path, only
             print(f"[{database}] scaleout ...", flush=True)
             new = await bench_scaleout(t, url, work, [int(w) for w in args.workers.split(",")], scale_port)
             for row in new:
-                print(f"    {row.figure} | {row.ratio}", flush=True)
+                print(f"    {row.figure} | {row.ratio} | {row.met}", flush=True)
             rows.extend(new)
     finally:
         removed = await remove_rows_after(engine, start)
