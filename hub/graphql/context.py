@@ -22,7 +22,8 @@ from hub.frameworks.service import ItemView
 from hub.grants.enforce import ProviderAccess
 from hub.graphql.limits import RateLimited
 from hub.oauth.bearer import BearerError, TokenContext, authenticate
-from hub.records.service import Page, PageQuery, list_pages
+from hub.records.crypto import UnreadableData
+from hub.records.service import Page, PageQuery, learner_pages, list_pages
 from hub.records.keys import DataKeys
 
 
@@ -84,14 +85,23 @@ class Context(BaseContext):
             await session.commit()
 
 
-async def _load_pages(gate: SessionGate, data_keys: DataKeys, keys: list[tuple[PageQuery, UUID]]) -> list[Page]:
+async def _load_pages(gate: SessionGate, data_keys: DataKeys, keys: list[tuple[PageQuery, UUID]]) -> list[Page | UnreadableData]:
     by_spec: dict[PageQuery, list[UUID]] = {}
     for spec, learner_id in keys:
         by_spec.setdefault(spec, []).append(learner_id)
-    found: dict[tuple[PageQuery, UUID], Page] = {}
+    found: dict[tuple[PageQuery, UUID], Page | UnreadableData] = {}
+    learner_ids = {learner_id for _, learner_id in keys}
     async with gate.db() as session:
-        for spec, learner_ids in by_spec.items():
-            pages = await list_pages(session=session, spec=spec, learner_ids=list(dict.fromkeys(learner_ids)),
+        if len(learner_ids) == 1:
+            # One learner's sections (a profile read): a sealed page that cannot be opened fails
+            # its own field only.
+            [learner_id] = learner_ids
+            specs = list(by_spec)
+            pages = await learner_pages(session=session, specs=specs, learner_id=learner_id, data_keys=data_keys)
+            return [pages[specs.index(spec)] for spec, _ in keys]
+        # A page of learners: each shape for all of them in one statement.
+        for spec, learner_ids_of_spec in by_spec.items():
+            pages = await list_pages(session=session, spec=spec, learner_ids=list(dict.fromkeys(learner_ids_of_spec)),
                                      data_keys=data_keys)
             found.update({(spec, i): page for i, page in pages.items()})
     return [found[key] for key in keys]

@@ -599,6 +599,25 @@ async def _single_page(session: AsyncSession, spec: PageQuery, learner_id: UUID,
                            data_keys=data_keys)
 
 
+async def learner_pages(
+    *, session: AsyncSession, specs: Sequence[PageQuery], learner_id: UUID, data_keys: DataKeys | None
+) -> list[Page | UnreadableData]:
+    """One learner's pages of several shapes (the sections of one profile read), one statement
+    each; the caller has decided consent for each. A sealed page that cannot be opened is answered
+    with its ``UnreadableData`` (without its traceback: it is kept, and its frames would hold the
+    request), and the other pages are still answered.
+
+    (One statement for all the pages, each an ``ARRAY(SELECT <table row> ...)``, saved the hub
+    ~6 % of its CPU and cost PostgreSQL as much again: BENCHMARKS.md, fifteenth session.)"""
+    answers: list[Page | UnreadableData] = []
+    for spec in specs:
+        try:
+            answers.append(await _single_page(session, spec, learner_id, data_keys))
+        except UnreadableData as exc:
+            answers.append(exc.with_traceback(None))
+    return answers
+
+
 async def count_entries(*, session: AsyncSession, spec: PageQuery, learner_id: UUID) -> int:
     """How many entries the page's filters match for one learner (ignoring the cursor and limit)."""
     unpaged_spec = PageQuery(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, "after": None})

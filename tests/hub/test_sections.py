@@ -465,6 +465,26 @@ async def test_tampered_or_moved_ciphertext_is_refused_with_a_code(client, engin
     assert "Argued" not in response.text
 
 
+async def test_an_unreadable_section_fails_alone_in_a_read_of_several(client, engine, world):
+    """The pages of one read are fetched together (one statement on PostgreSQL); a sealed page
+    that cannot be opened fails its own field, and the read's other sections are answered."""
+    _, _, token, learner = world
+    data(await gql(client, token, contribute("conduct"), {"learner": learner, "items": [CASES["conduct"].make(0)]}))
+    data(await gql(client, token, contribute("service"), {"learner": learner, "items": [CASES["service"].make(0)]}))
+    [row] = await _raw_rows(engine, "conduct")
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE section_entry SET sealed = :s WHERE id = :id"),
+                           {"s": json.dumps(TAMPERINGS["flipped ciphertext"]([_json(row["sealed"]), {}])[0]), "id": row["id"]})
+    both = (f"query($id: ID!) {{ learner(id: $id) {{ {CASES['conduct'].field} {{ nodes {selection(CASES['conduct'].make(0))} }} "
+            f"{CASES['service'].field} {{ nodes {selection(CASES['service'].make(0))} }} }} }}")
+    response = await gql(client, token, both, {"id": learner})
+    error = only_error(response)
+    assert error["extensions"] == {"code": "DATA_UNREADABLE", "section": "conduct"}
+    answered = response.json()["data"]["learner"]
+    assert answered[CASES["conduct"].field] is None
+    assert len(answered[CASES["service"].field]["nodes"]) == 1
+
+
 async def test_a_wrapped_key_copied_to_another_learner_does_not_unwrap(client, engine, world):
     family, provider, token, learner = world
     data(await gql(client, token, contribute("wellbeing"), {"learner": learner, "items": [CASES["wellbeing"].make(0)]}))
