@@ -91,10 +91,10 @@ async def _load_pages(gate: SessionGate, data_keys: DataKeys, keys: list[tuple[P
         by_spec.setdefault(spec, []).append(learner_id)
     found: dict[tuple[PageQuery, UUID], Page | UnreadableData] = {}
     learner_ids = {learner_id for _, learner_id in keys}
+    # A sealed page that cannot be opened comes back as its UnreadableData: that field alone fails.
     async with gate.db() as session:
         if len(learner_ids) == 1:
-            # One learner's sections (a profile read): a sealed page that cannot be opened fails
-            # its own field only.
+            # One learner's sections (a profile read): a statement per page.
             [learner_id] = learner_ids
             specs = list(by_spec)
             pages = await learner_pages(session=session, specs=specs, learner_id=learner_id, data_keys=data_keys)

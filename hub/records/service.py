@@ -599,22 +599,33 @@ async def _single_page(session: AsyncSession, spec: PageQuery, learner_id: UUID,
                            data_keys=data_keys)
 
 
+async def _opened_or_unreadable(
+    session: AsyncSession, spec: PageQuery, learner_id: UUID, page: Page, data_keys: DataKeys | None
+) -> Page | UnreadableData:
+    """``open_page``, or the ``UnreadableData`` it raised, without its traceback: the answer is
+    kept (in the request's page loader), and the traceback's frames would hold the request."""
+    try:
+        return await open_page(session=session, section=spec.section, learner_id=learner_id, page=page,
+                               data_keys=data_keys)
+    except UnreadableData as exc:
+        return exc.with_traceback(None)
+
+
 async def learner_pages(
     *, session: AsyncSession, specs: Sequence[PageQuery], learner_id: UUID, data_keys: DataKeys | None
 ) -> list[Page | UnreadableData]:
     """One learner's pages of several shapes (the sections of one profile read), one statement
     each; the caller has decided consent for each. A sealed page that cannot be opened is answered
-    with its ``UnreadableData`` (without its traceback: it is kept, and its frames would hold the
-    request), and the other pages are still answered.
+    with its ``UnreadableData``, and the other pages are still answered.
 
     (One statement for all the pages, each an ``ARRAY(SELECT <table row> ...)``, saved the hub
     ~6 % of its CPU and cost PostgreSQL as much again: BENCHMARKS.md, fifteenth session.)"""
+    connection = await session_connection(session)
     answers: list[Page | UnreadableData] = []
     for spec in specs:
-        try:
-            answers.append(await _single_page(session, spec, learner_id, data_keys))
-        except UnreadableData as exc:
-            answers.append(exc.with_traceback(None))
+        rows = await fetch_plain_rows(connection, _single_page_select(spec), {**_page_params(spec), "learner_id": learner_id},
+                                      alone=True)
+        answers.append(await _opened_or_unreadable(session, spec, learner_id, _as_page(spec, rows), data_keys))
     return answers
 
 
@@ -671,8 +682,9 @@ async def list_entries(
 
 async def list_pages(
     *, session: AsyncSession, spec: PageQuery, learner_ids: list[UUID], data_keys: DataKeys | None = None
-) -> dict[UUID, Page]:
+) -> dict[UUID, Page | UnreadableData]:
     """The same page for many learners in ONE statement; the caller has decided consent for each.
+    A learner whose sealed page cannot be opened gets its ``UnreadableData``; the others their pages.
 
     Every learner still costs one index range scan of ``first + 1`` rows, whatever the table size:
     on PostgreSQL a LATERAL join runs the single-learner query once per id of an ``unnest``ed
@@ -680,7 +692,8 @@ async def list_pages(
     which has no LATERAL, gets a UNION ALL of the single-learner queries.
     """
     if len(learner_ids) == 1:
-        return {learner_ids[0]: await _single_page(session, spec, learner_ids[0], data_keys)}
+        [page] = await learner_pages(session=session, specs=[spec], learner_id=learner_ids[0], data_keys=data_keys)
+        return {learner_ids[0]: page}
     if session.get_bind().dialect.name == "postgresql":
         wanted = bindparam("wanted_ids", list(learner_ids), type_=postgresql.ARRAY(postgresql.UUID(as_uuid=True)))
         ids = func.unnest(wanted).table_valued(column("learner_id", Uuid())).render_derived(name="wanted")
@@ -699,8 +712,7 @@ async def list_pages(
         i: _as_page(spec, sorted(grouped[i], key=lambda r: (getattr(r, at_key), r.id), reverse=True))
         for i in learner_ids
     }
-    return {i: await open_page(session=session, section=spec.section, learner_id=i, page=p, data_keys=data_keys)
-            for i, p in pages.items()}
+    return {i: await _opened_or_unreadable(session, spec, i, p, data_keys) for i, p in pages.items()}
 
 
 @dataclass(frozen=True, slots=True)

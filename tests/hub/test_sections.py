@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -483,6 +484,31 @@ async def test_an_unreadable_section_fails_alone_in_a_read_of_several(client, en
     answered = response.json()["data"]["learner"]
     assert answered[CASES["conduct"].field] is None
     assert len(answered[CASES["service"].field]["nodes"]) == 1
+
+
+async def test_an_unreadable_learner_fails_alone_in_a_page_of_learners(client, engine, world):
+    """``learners(first:)`` reads a section for a page of learners in one statement; one learner's
+    tampered ciphertext fails that learner's field, and the other learners are answered."""
+    family, provider, token, learner = world
+    other = await make_family(engine, email="other@example.org")
+    await grant(engine, other, provider, "conduct", Action.READ)
+    await grant(engine, other, provider, "conduct", Action.CONTRIBUTE)
+    other_learner = learner_id_for(other, provider)
+    for pairwise in (learner, other_learner):
+        data(await gql(client, token, contribute("conduct"), {"learner": pairwise, "items": [CASES["conduct"].make(0)]}))
+    rows = await _raw_rows(engine, "conduct")
+    [tampered] = [row for row in rows if UUID(str(row["learner_id"])) == family.learner_id]
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE section_entry SET sealed = :s WHERE id = :id"),
+                           {"s": json.dumps(TAMPERINGS["flipped ciphertext"]([_json(tampered["sealed"]), {}])[0]), "id": tampered["id"]})
+    page = (f"query {{ learners(first: 10) {{ nodes {{ id {CASES['conduct'].field} "
+            f"{{ nodes {selection(CASES['conduct'].make(0))} }} }} }} }}")
+    response = await gql(client, token, page)
+    error = only_error(response)
+    assert error["extensions"] == {"code": "DATA_UNREADABLE", "section": "conduct"}
+    nodes = {node["id"]: node[CASES["conduct"].field] for node in response.json()["data"]["learners"]["nodes"]}
+    assert nodes[learner] is None
+    assert len(nodes[other_learner]["nodes"]) == 1
 
 
 async def test_a_wrapped_key_copied_to_another_learner_does_not_unwrap(client, engine, world):
