@@ -590,13 +590,17 @@ def _union_page_select(spec: PageQuery, learners: int):  # type: ignore[no-untyp
     return _kept(_union_page_cache, (*_page_shape(spec), learners), build)
 
 
-async def _single_page(session: AsyncSession, spec: PageQuery, learner_id: UUID, data_keys: DataKeys | None) -> Page:
+async def _unopened_page(session: AsyncSession, spec: PageQuery, learner_id: UUID) -> Page:
     # The statement is kept per shape, so it can take the direct path (hub.direct_rows); a read,
     # it may run on its own where no transaction is open (then nothing uncommitted is there to see).
     rows = await fetch_plain_rows(await session_connection(session), _single_page_select(spec),
                                   {**_page_params(spec), "learner_id": learner_id}, alone=True)
-    return await open_page(session=session, section=spec.section, learner_id=learner_id, page=_as_page(spec, rows),
-                           data_keys=data_keys)
+    return _as_page(spec, rows)
+
+
+async def _single_page(session: AsyncSession, spec: PageQuery, learner_id: UUID, data_keys: DataKeys | None) -> Page:
+    return await open_page(session=session, section=spec.section, learner_id=learner_id,
+                           page=await _unopened_page(session, spec, learner_id), data_keys=data_keys)
 
 
 async def _opened_or_unreadable(
@@ -620,13 +624,8 @@ async def learner_pages(
 
     (One statement for all the pages, each an ``ARRAY(SELECT <table row> ...)``, saved the hub
     ~6 % of its CPU and cost PostgreSQL as much again: BENCHMARKS.md, fifteenth session.)"""
-    connection = await session_connection(session)
-    answers: list[Page | UnreadableData] = []
-    for spec in specs:
-        rows = await fetch_plain_rows(connection, _single_page_select(spec), {**_page_params(spec), "learner_id": learner_id},
-                                      alone=True)
-        answers.append(await _opened_or_unreadable(session, spec, learner_id, _as_page(spec, rows), data_keys))
-    return answers
+    return [await _opened_or_unreadable(session, spec, learner_id, await _unopened_page(session, spec, learner_id), data_keys)
+            for spec in specs]
 
 
 async def count_entries(*, session: AsyncSession, spec: PageQuery, learner_id: UUID) -> int:

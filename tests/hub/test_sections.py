@@ -467,8 +467,8 @@ async def test_tampered_or_moved_ciphertext_is_refused_with_a_code(client, engin
 
 
 async def test_an_unreadable_section_fails_alone_in_a_read_of_several(client, engine, world):
-    """The pages of one read are fetched together (one statement on PostgreSQL); a sealed page
-    that cannot be opened fails its own field, and the read's other sections are answered."""
+    """The pages of one read are loaded in one batch; a sealed page that cannot be opened fails
+    its own field, and the read's other sections are answered."""
     _, _, token, learner = world
     data(await gql(client, token, contribute("conduct"), {"learner": learner, "items": [CASES["conduct"].make(0)]}))
     data(await gql(client, token, contribute("service"), {"learner": learner, "items": [CASES["service"].make(0)]}))
