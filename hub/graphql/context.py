@@ -23,7 +23,7 @@ from hub.grants.enforce import ProviderAccess
 from hub.graphql.limits import RateLimited
 from hub.oauth.bearer import BearerError, TokenContext, authenticate
 from hub.records.crypto import UnreadableData
-from hub.records.service import Page, PageQuery, learner_pages, list_pages
+from hub.records.service import Page, PageQuery, list_pages
 from hub.records.keys import DataKeys
 
 
@@ -89,19 +89,11 @@ async def _load_pages(gate: SessionGate, data_keys: DataKeys, keys: list[tuple[P
     by_spec: dict[PageQuery, list[UUID]] = {}
     for spec, learner_id in keys:
         by_spec.setdefault(spec, []).append(learner_id)
-    found: dict[tuple[PageQuery, UUID], Page | UnreadableData] = {}
-    learner_ids = {learner_id for _, learner_id in keys}
     # A sealed page that cannot be opened comes back as its UnreadableData: that field alone fails.
+    found: dict[tuple[PageQuery, UUID], Page | UnreadableData] = {}
     async with gate.db() as session:
-        if len(learner_ids) == 1:
-            # One learner's sections (a profile read): a statement per page.
-            [learner_id] = learner_ids
-            specs = list(by_spec)
-            pages = await learner_pages(session=session, specs=specs, learner_id=learner_id, data_keys=data_keys)
-            return [pages[specs.index(spec)] for spec, _ in keys]
-        # A page of learners: each shape for all of them in one statement.
-        for spec, learner_ids_of_spec in by_spec.items():
-            pages = await list_pages(session=session, spec=spec, learner_ids=list(dict.fromkeys(learner_ids_of_spec)),
+        for spec, learner_ids in by_spec.items():
+            pages = await list_pages(session=session, spec=spec, learner_ids=list(dict.fromkeys(learner_ids)),
                                      data_keys=data_keys)
             found.update({(spec, i): page for i, page in pages.items()})
     return [found[key] for key in keys]

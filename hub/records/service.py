@@ -615,19 +615,6 @@ async def _opened_or_unreadable(
         return exc.with_traceback(None)
 
 
-async def learner_pages(
-    *, session: AsyncSession, specs: Sequence[PageQuery], learner_id: UUID, data_keys: DataKeys | None
-) -> list[Page | UnreadableData]:
-    """One learner's pages of several shapes (the sections of one profile read), one statement
-    each; the caller has decided consent for each. A sealed page that cannot be opened is answered
-    with its ``UnreadableData``, and the other pages are still answered.
-
-    (One statement for all the pages, each an ``ARRAY(SELECT <table row> ...)``, saved the hub
-    ~6 % of its CPU and cost PostgreSQL as much again: BENCHMARKS.md, fifteenth session.)"""
-    return [await _opened_or_unreadable(session, spec, learner_id, await _unopened_page(session, spec, learner_id), data_keys)
-            for spec in specs]
-
-
 async def count_entries(*, session: AsyncSession, spec: PageQuery, learner_id: UUID) -> int:
     """How many entries the page's filters match for one learner (ignoring the cursor and limit)."""
     unpaged_spec = PageQuery(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, "after": None})
@@ -691,8 +678,9 @@ async def list_pages(
     which has no LATERAL, gets a UNION ALL of the single-learner queries.
     """
     if len(learner_ids) == 1:
-        [page] = await learner_pages(session=session, specs=[spec], learner_id=learner_ids[0], data_keys=data_keys)
-        return {learner_ids[0]: page}
+        [learner_id] = learner_ids
+        page = await _unopened_page(session, spec, learner_id)
+        return {learner_id: await _opened_or_unreadable(session, spec, learner_id, page, data_keys)}
     if session.get_bind().dialect.name == "postgresql":
         wanted = bindparam("wanted_ids", list(learner_ids), type_=postgresql.ARRAY(postgresql.UUID(as_uuid=True)))
         ids = func.unnest(wanted).table_valued(column("learner_id", Uuid())).render_derived(name="wanted")
